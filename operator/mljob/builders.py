@@ -1,0 +1,289 @@
+"""Pure builders: an MLJob step -> the full child object (SparkApplication, RayJob, RayCluster).
+
+Field names follow the real upstream CRDs (sparkoperator.k8s.io/v1beta2 at v2.5.2, ray.io/v1 at
+KubeRay v1.7). Children are never patched after creation (a SparkApplication restarts on any spec
+edit), so everything is decided here, once.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import yaml
+
+from mljob import constants as c
+from mljob import naming
+
+Obj = dict[str, Any]
+
+SPARK_DEFAULT_TYPE = "Python"
+SPARK_DEFAULT_CORES = 1
+SPARK_DEFAULT_MEMORY = "1g"
+SPARK_DEFAULT_INSTANCES = 1
+RAY_DEFAULT_CPU = "1"
+RAY_DEFAULT_MEMORY = "2Gi"
+RAY_HEAD_CONTAINER = "ray-head"
+RAY_WORKER_CONTAINER = "ray-worker"
+RAY_WORKER_GROUP = "workers"
+
+
+# --- shared pieces ---------------------------------------------------------------------------
+def step_kind(step: Obj) -> str:
+    return c.SPARK_KIND if "spark" in step else c.RAY_JOB_KIND
+
+
+def step_child_name(mljob: Obj, step: Obj, run: int, attempt: int) -> str:
+    return naming.step_child_name(
+        mljob["metadata"]["name"], step["name"], run, attempt, step_kind(step)
+    )
+
+
+def data_path(mljob: Obj, run: int) -> str:
+    """The run's hand-off folder: `<spec.dataPath>/<mljob name>/run-<run>` ("" without dataPath)."""
+    root = (mljob.get("spec") or {}).get("dataPath") or ""
+    return f"{root.rstrip('/')}/{mljob['metadata']['name']}/run-{run}" if root else ""
+
+
+def mljob_env(mljob: Obj, run: int, step_name: str | None) -> dict[str, str]:
+    """The MLJOB_* variables every container and Ray entrypoint gets."""
+    env = {
+        c.ENV_NAME: mljob["metadata"]["name"],
+        c.ENV_RUN: str(run),
+        c.ENV_DATA_PATH: data_path(mljob, run),
+    }
+    if step_name is not None:
+        env[c.ENV_STEP] = step_name
+    return env
+
+
+def env_list_to_dict(env: list[Obj] | None) -> dict[str, str]:
+    return {e["name"]: str(e.get("value", "")) for e in env or []}
+
+
+def effective_env(
+    mljob: Obj, run: int, step_name: str | None, step_env: dict[str, Any] | None = None
+) -> dict[str, str]:
+    """Pipeline env, then the step's env, then MLJOB_* (reserved: validation forbids overriding)."""
+    env = env_list_to_dict(mljob["spec"].get("env"))
+    env.update({k: str(v) for k, v in (step_env or {}).items()})
+    env.update(mljob_env(mljob, run, step_name))
+    return env
+
+
+def owner_reference(mljob: Obj) -> Obj:
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": c.KIND,
+        "name": mljob["metadata"]["name"],
+        "uid": mljob["metadata"].get("uid", ""),
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def child_labels(mljob: Obj, run: int, step_name: str | None) -> dict[str, str]:
+    labels = dict(mljob["spec"].get("labels") or {})
+    labels[c.LABEL_NAME] = mljob["metadata"]["name"]
+    labels[c.LABEL_RUN] = str(run)
+    if step_name is not None:
+        labels[c.LABEL_STEP] = step_name
+    return labels
+
+
+def _metadata(mljob: Obj, name: str, run: int, step_name: str | None) -> Obj:
+    meta: Obj = {
+        "name": name,
+        "namespace": mljob["metadata"].get("namespace", "default"),
+        "labels": child_labels(mljob, run, step_name),
+        "ownerReferences": [owner_reference(mljob)],
+    }
+    annotations = mljob["spec"].get("annotations")
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    return meta
+
+
+def merge_patch(base: Obj, patch: Obj) -> Obj:
+    """RFC 7386 merge patch: maps merge recursively, lists and scalars replace, null deletes."""
+    merged = copy.deepcopy(base)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_patch(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _drop_empty(obj: Obj) -> Obj:
+    return {k: v for k, v in obj.items() if v not in (None, "", [], {})}
+
+
+# --- SparkApplication --------------------------------------------------------------------------
+def build_spark_application(mljob: Obj, step: Obj, run: int, attempt: int) -> Obj:
+    spark = step["spark"]
+    env = effective_env(mljob, run, step["name"], env_list_to_dict(spark.get("env")))
+    spec = _drop_empty(
+        {
+            "type": spark.get("type", SPARK_DEFAULT_TYPE),
+            # Set explicitly: without the Spark operator's webhook nothing defaults these.
+            "mode": "cluster",
+            "restartPolicy": {"type": "Never"},  # retries are the MLJob's job, per step
+            "sparkVersion": spark.get("sparkVersion"),
+            "image": spark.get("image") or mljob["spec"].get("image"),
+            "mainApplicationFile": spark.get("mainApplicationFile"),
+            "mainClass": spark.get("mainClass"),
+            "arguments": list(spark.get("arguments") or []),
+            "sparkConf": {**(spark.get("sparkConf") or {}), **_spark_env_conf(env)},
+            "hadoopConf": dict(spark.get("hadoopConf") or {}),
+            "deps": _drop_empty(dict(spark.get("deps") or {})),
+            "volumes": copy.deepcopy(spark.get("volumes") or []),
+            "driver": _spark_pod(mljob, spark, spark.get("driver") or {}, is_driver=True),
+            "executor": _spark_pod(mljob, spark, spark.get("executor") or {}, is_driver=False),
+        }
+    )
+    return {
+        "apiVersion": c.SPARK_API_VERSION,
+        "kind": c.SPARK_KIND,
+        "metadata": _metadata(mljob, step_child_name(mljob, step, run, attempt), run, step["name"]),
+        "spec": merge_patch(spec, spark.get("template") or {}),
+    }
+
+
+def _spark_env_conf(env: dict[str, str]) -> dict[str, str]:
+    # Native Spark conf, not driver.env/executor.env: those are applied only by the Spark
+    # operator's pod webhook, which is optional (reference §3.2).
+    conf = {f"spark.kubernetes.driverEnv.{k}": v for k, v in env.items()}
+    conf.update({f"spark.executorEnv.{k}": v for k, v in env.items()})
+    return conf
+
+
+def _spark_pod(mljob: Obj, spark: Obj, pod: Obj, *, is_driver: bool) -> Obj:
+    # Pod labels come from the SparkApplication's metadata labels (the operator copies them);
+    # annotations do not, so they go here (spark.kubernetes.*.annotation.* conf, no webhook).
+    spec: Obj = {
+        "cores": pod.get("cores", SPARK_DEFAULT_CORES),
+        "memory": pod.get("memory", SPARK_DEFAULT_MEMORY),
+        "coreLimit": pod.get("coreLimit"),
+        "serviceAccount": spark.get("serviceAccount"),
+        "annotations": dict(mljob["spec"].get("annotations") or {}),
+    }
+    if not is_driver:
+        spec["instances"] = pod.get("instances", SPARK_DEFAULT_INSTANCES)
+    return _drop_empty(spec)
+
+
+# --- Ray ---------------------------------------------------------------------------------------
+def build_ray_job(mljob: Obj, step: Obj, run: int, attempt: int) -> Obj:
+    ray = step["ray"]
+    spec: Obj = {
+        "entrypoint": ray["entrypoint"],
+        "runtimeEnvYAML": _runtime_env_yaml(mljob, run, step),
+    }
+    if mljob["spec"].get("rayCluster"):
+        spec["clusterSelector"] = {
+            c.RAY_CLUSTER_SELECTOR_KEY: naming.ray_cluster_name(mljob["metadata"]["name"], run)
+        }
+    else:
+        # The RayJob owns its cluster: delete it when the job ends (also required by KubeRay
+        # for suspend, which Kueue drives).
+        spec["shutdownAfterJobFinishes"] = True
+        spec["rayClusterSpec"] = _ray_cluster_spec(mljob, ray, run, step["name"])
+    return {
+        "apiVersion": c.RAY_API_VERSION,
+        "kind": c.RAY_JOB_KIND,
+        "metadata": _metadata(mljob, step_child_name(mljob, step, run, attempt), run, step["name"]),
+        "spec": merge_patch(spec, ray.get("template") or {}),
+    }
+
+
+def build_ray_cluster(mljob: Obj, run: int) -> Obj:
+    """The run's shared RayCluster (spec.rayCluster), used by Ray steps through clusterSelector."""
+    shared = mljob["spec"]["rayCluster"]
+    name = naming.ray_cluster_name(mljob["metadata"]["name"], run)
+    return {
+        "apiVersion": c.RAY_API_VERSION,
+        "kind": c.RAY_CLUSTER_KIND,
+        "metadata": _metadata(mljob, name, run, None),
+        "spec": merge_patch(
+            _ray_cluster_spec(mljob, shared, run, None), shared.get("template") or {}
+        ),
+    }
+
+
+def _runtime_env_yaml(mljob: Obj, run: int, step: Obj) -> str:
+    runtime_env = copy.deepcopy(step["ray"].get("runtimeEnv") or {})
+    runtime_env["env_vars"] = effective_env(mljob, run, step["name"], runtime_env.get("env_vars"))
+    return yaml.safe_dump(runtime_env, sort_keys=True)
+
+
+def _ray_cluster_spec(mljob: Obj, ray: Obj, run: int, step_name: str | None) -> Obj:
+    """RayClusterSpec from {rayVersion, image, head, workers}: a step's or spec.rayCluster."""
+    image = ray.get("image") or mljob["spec"].get("image")
+    env = effective_env(mljob, run, step_name)
+    pod_meta = _pod_metadata(mljob, run, step_name)
+    head = ray.get("head") or {}
+    spec: Obj = {
+        "rayVersion": ray.get("rayVersion"),
+        "headGroupSpec": {
+            "rayStartParams": {},
+            "template": _ray_pod(RAY_HEAD_CONTAINER, image, env, head, pod_meta),
+        },
+    }
+    workers = ray.get("workers")
+    if workers:
+        replicas = workers.get("replicas", 1)
+        spec["workerGroupSpecs"] = [
+            {
+                "groupName": RAY_WORKER_GROUP,
+                "replicas": replicas,
+                "minReplicas": workers.get("minReplicas", replicas),
+                "maxReplicas": workers.get("maxReplicas", replicas),
+                "rayStartParams": {},
+                "template": _ray_pod(RAY_WORKER_CONTAINER, image, env, workers, pod_meta),
+            }
+        ]
+    return spec
+
+
+def _pod_metadata(mljob: Obj, run: int, step_name: str | None) -> Obj:
+    meta: Obj = {"labels": child_labels(mljob, run, step_name)}
+    if mljob["spec"].get("annotations"):
+        meta["annotations"] = dict(mljob["spec"]["annotations"])
+    return meta
+
+
+def _ray_pod(container: str, image: str | None, env: dict, group: Obj, pod_meta: Obj) -> Obj:
+    return {
+        "metadata": copy.deepcopy(pod_meta),
+        "spec": {
+            "containers": [
+                {
+                    "name": container,  # KubeRay treats containers[0] as the Ray container
+                    "image": image,
+                    "env": [{"name": k, "value": v} for k, v in env.items()],
+                    "resources": ray_resources(group),
+                }
+            ]
+        },
+    }
+
+
+def ray_resources(group: Obj) -> Obj:
+    """Requests = limits (KubeRay derives --num-cpus/--memory/--num-gpus from the limits)."""
+    amounts: Obj = {
+        "cpu": str(group.get("cpu", RAY_DEFAULT_CPU)),
+        "memory": str(group.get("memory", RAY_DEFAULT_MEMORY)),
+    }
+    if group.get("gpu"):
+        amounts[c.GPU_RESOURCE] = str(group["gpu"])
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+# --- dispatch ----------------------------------------------------------------------------------
+def build_step_child(mljob: Obj, step: Obj, run: int, attempt: int) -> Obj:
+    if step_kind(step) == c.SPARK_KIND:
+        return build_spark_application(mljob, step, run, attempt)
+    return build_ray_job(mljob, step, run, attempt)
