@@ -1,0 +1,41 @@
+# The two commands of the README:
+#   make example   runs the shipped example pipeline locally (PySpark + Ray, no cluster)
+#   make test      lint + the whole test suite (unit, local mode, real control plane)
+# Both create .venv and install what they need first; the control-plane binaries are built
+# from the Go module proxy once and cached in ~/.cache/mljob-operator/bin.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: example test lint format binaries dev-cluster clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,local]'
+	touch $(STAMP)
+
+example: $(STAMP)
+	$(BIN)/mljob run examples/churn/mljob.yaml --local
+
+binaries: $(STAMP)
+	$(BIN)/python -m mljob.testing.binaries --helm
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: lint binaries
+	$(BIN)/pytest
+
+dev-cluster: binaries
+	$(BIN)/python -m mljob.testing.controlplane
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

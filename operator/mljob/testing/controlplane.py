@@ -1,0 +1,477 @@
+"""A real, throwaway Kubernetes control plane: etcd, kube-apiserver and a garbage-collecting
+kube-controller-manager on loopback, with the upstream Spark operator and KubeRay CRDs and the
+MLJob CRD installed.
+
+Used by the pytest fixtures, by the benchmarks, and by people:
+
+    python -m mljob.testing.controlplane     # or: mljob dev-cluster
+    export KUBECONFIG=...                    # printed on start; Ctrl-C stops everything
+
+There is no kubelet, scheduler or other controller: tests play the Spark operator and KubeRay by
+patching the children's status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from . import certs
+from .binaries import Binaries, ensure_binaries
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+PROJECT_CRDS = REPO_ROOT / "crds"
+SPARK_OPERATOR_VERSION = "2.5.2"
+KUBERAY_VERSION = "1.7.0"
+UPSTREAM_CRD_FILES = {
+    "spark-operator": (
+        "sparkoperator.k8s.io_sparkapplications.yaml",
+        "sparkoperator.k8s.io_scheduledsparkapplications.yaml",
+    ),
+    "kuberay": ("ray.io_rayjobs.yaml", "ray.io_rayclusters.yaml"),
+}
+UPSTREAM_GO_MODULES = {
+    "spark-operator": (
+        f"github.com/kubeflow/spark-operator/v2@v{SPARK_OPERATOR_VERSION}",
+        "config/crd/bases",
+    ),
+    "kuberay": (
+        f"github.com/ray-project/kuberay/ray-operator@v{KUBERAY_VERSION}",
+        "config/crd/bases",
+    ),
+}
+
+
+class ControlPlaneError(RuntimeError):
+    pass
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGKILL it if the Python process dies (even by SIGKILL),
+    so an interrupted test run never leaves an etcd or apiserver behind."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+@dataclass
+class _Process:
+    name: str
+    args: list[str]
+    log_path: Path
+    popen: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.popen = subprocess.Popen(
+            self.args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        log.close()
+
+    def check_alive(self) -> None:
+        if self.popen is not None and self.popen.poll() is not None:
+            tail = "\n".join(self.log_path.read_text(errors="replace").splitlines()[-25:])
+            raise ControlPlaneError(
+                f"{self.name} exited with code {self.popen.returncode}; "
+                f"log {self.log_path}:\n{tail}"
+            )
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+
+
+def upstream_crd_paths() -> list[Path]:
+    """The pinned upstream CRD files: from ../shared/upstream-crds beside the repo (or
+    $MLJOB_UPSTREAM_CRDS), else from the projects' Go modules at the pinned versions."""
+    configured = os.environ.get("MLJOB_UPSTREAM_CRDS")
+    folder = Path(configured) if configured else REPO_ROOT.parent / "shared" / "upstream-crds"
+    paths: list[Path] = []
+    for project, files in UPSTREAM_CRD_FILES.items():
+        local = [folder / project / name for name in files]
+        if all(p.is_file() for p in local):
+            paths.extend(local)
+        else:
+            module_dir = _download_go_module(project)
+            paths.extend(module_dir / name for name in files)
+    return paths
+
+
+def _download_go_module(project: str) -> Path:
+    module, subdir = UPSTREAM_GO_MODULES[project]
+    how = (
+        f"Put the upstream CRDs ({', '.join(UPSTREAM_CRD_FILES[project])}) in "
+        f"<folder>/{project}/ and set MLJOB_UPSTREAM_CRDS=<folder>, or place the shared/ folder "
+        f"beside the repository (shared/upstream-crds/{project}/)."
+    )
+    if not shutil.which("go"):
+        raise ControlPlaneError(
+            f"upstream {project} CRDs not found and no `go` to fetch {module}. {how}"
+        )
+    result = subprocess.run(
+        ["go", "mod", "download", "-json", module], capture_output=True, text=True, check=False
+    )
+    try:
+        directory = Path(json.loads(result.stdout)["Dir"]) / subdir
+    except (json.JSONDecodeError, KeyError):
+        raise ControlPlaneError(
+            f"upstream {project} CRDs not found locally and `go mod download {module}` failed: "
+            f"{(result.stdout + result.stderr).strip()[-500:]}. {how}"
+        ) from None
+    return directory
+
+
+@dataclass
+class ControlPlane:
+    """Start with `start()` or as a context manager; `kubeconfig` is then ready to use."""
+
+    binaries: Binaries | None = None
+    workdir: Path | None = None
+    crd_paths: Sequence[Path] | None = None
+    processes: list[_Process] = field(default_factory=list)
+    apiserver_port: int = 0
+    kubeconfig: Path = Path()
+    _own_workdir: bool = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> ControlPlane:
+        started = time.monotonic()
+        self.binaries = self.binaries or ensure_binaries()
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="mljob-controlplane-"))
+            self._own_workdir = True
+        try:
+            self._certs = certs.generate(self.workdir / "pki")
+            self._start_etcd()
+            self.apiserver_port = _free_port()
+            self._start_apiserver()
+            self._write_kubeconfig()
+            crds = list(self.crd_paths) if self.crd_paths is not None else self.default_crds()
+            self.install_crds(crds)
+            # After the CRDs: the garbage collector discovers resources at start (then only
+            # every 30 s), so starting it now makes owner references cascade at once.
+            self._start_controller_manager()
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - started
+        return self
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()
+        if self._own_workdir and self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> ControlPlane:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def restart_apiserver(self) -> None:
+        """Stop and start kube-apiserver on the same port and data (for fault tests)."""
+        apiserver = self._process("kube-apiserver")
+        apiserver.stop()
+        apiserver.start()
+        self._wait_healthy(apiserver, f"{self.url}/readyz", self._admin_ssl_context())
+
+    @staticmethod
+    def default_crds() -> list[Path]:
+        return [*upstream_crd_paths(), *sorted(PROJECT_CRDS.glob("*.yaml"))]
+
+    # -- clients ---------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.apiserver_port}"
+
+    def api_client(self):
+        """A kubernetes ApiClient authenticated as the admin (system:masters)."""
+        from kubernetes import client
+
+        configuration = client.Configuration()
+        configuration.host = self.url
+        configuration.ssl_ca_cert = str(self._certs.ca_cert)
+        configuration.cert_file = str(self._certs.admin_cert)
+        configuration.key_file = str(self._certs.admin_key)
+        return client.ApiClient(configuration)
+
+    def env(self) -> dict[str, str]:
+        """Environment for a subprocess (operator, kubectl, helm) that should use this cluster."""
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None):
+        assert self.binaries is not None
+        return subprocess.run(
+            [str(self.binaries.kubectl), *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            check=check,
+            input=input,
+        )
+
+    # -- components ------------------------------------------------------------------------
+
+    def _process(self, name: str) -> _Process:
+        return next(p for p in self.processes if p.name == name)
+
+    def _launch(self, name: str, args: list[str]) -> _Process:
+        assert self.workdir is not None
+        process = _Process(name, args, self.workdir / f"{name}.log")
+        process.start()
+        self.processes.append(process)
+        return process
+
+    def _start_etcd(self) -> None:
+        assert self.binaries is not None and self.workdir is not None
+        client_port, peer_port = _free_port(), _free_port()
+        self.etcd_url = f"http://127.0.0.1:{client_port}"
+        peer = f"http://127.0.0.1:{peer_port}"
+        etcd = self._launch(
+            "etcd",
+            [
+                str(self.binaries.etcd),
+                f"--data-dir={self.workdir / 'etcd'}",
+                f"--listen-client-urls={self.etcd_url}",
+                f"--advertise-client-urls={self.etcd_url}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=default={peer}",
+                "--unsafe-no-fsync",
+                "--quota-backend-bytes=8589934592",
+                "--log-level=warn",
+            ],
+        )
+        self._wait_healthy(etcd, f"{self.etcd_url}/health", None)
+
+    def _start_apiserver(self) -> None:
+        assert self.binaries is not None and self.workdir is not None
+        pki = self._certs
+        apiserver = self._launch(
+            "kube-apiserver",
+            [
+                str(self.binaries.kube_apiserver),
+                f"--etcd-servers={self.etcd_url}",
+                f"--cert-dir={self.workdir / 'apiserver-certs'}",
+                f"--tls-cert-file={pki.serving_cert}",
+                f"--tls-private-key-file={pki.serving_key}",
+                f"--client-ca-file={pki.ca_cert}",
+                f"--secure-port={self.apiserver_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--authorization-mode=RBAC",
+                "--disable-admission-plugins=ServiceAccount",
+                "--allow-privileged=true",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                f"--service-account-key-file={pki.service_account_key}",
+                f"--service-account-signing-key-file={pki.service_account_key}",
+                "--v=0",
+            ],
+        )
+        self._wait_healthy(apiserver, f"{self.url}/readyz", self._admin_ssl_context())
+
+    def _start_controller_manager(self) -> None:
+        assert self.binaries is not None and self.workdir is not None
+        port = _free_port()
+        manager = self._launch(
+            "kube-controller-manager",
+            [
+                str(self.binaries.kube_controller_manager),
+                f"--kubeconfig={self.kubeconfig}",
+                f"--authentication-kubeconfig={self.kubeconfig}",
+                f"--authorization-kubeconfig={self.kubeconfig}",
+                # The garbage collector makes owner references cascade; the namespace
+                # controller lets test namespaces finish deleting.
+                "--controllers=garbagecollector,namespace",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--cert-dir={self.workdir / 'controller-manager-certs'}",
+                "--concurrent-gc-syncs=10",
+            ],
+        )
+        insecure = ssl.create_default_context()
+        insecure.check_hostname = False
+        insecure.verify_mode = ssl.CERT_NONE  # its self-signed serving cert; loopback only
+        self._wait_healthy(manager, f"https://127.0.0.1:{port}/healthz", insecure)
+
+    def _admin_ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self._certs.ca_cert))
+        context.load_cert_chain(str(self._certs.admin_cert), str(self._certs.admin_key))
+        return context
+
+    @staticmethod
+    def _wait_healthy(
+        process: _Process, url: str, context: ssl.SSLContext | None, timeout: float = 60
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        last_error = ""
+        while time.monotonic() < deadline:
+            process.check_alive()
+            try:
+                with urllib.request.urlopen(url, context=context, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
+                last_error = str(error)
+            time.sleep(0.1)  # polling a health endpoint: there is nothing to watch yet
+        raise ControlPlaneError(
+            f"{process.name} not healthy at {url} after {timeout:.0f}s ({last_error}); "
+            f"log: {process.log_path}"
+        )
+
+    def _write_kubeconfig(self) -> None:
+        assert self.workdir is not None
+        self.kubeconfig = self.workdir / "kubeconfig"
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "mljob-test",
+                    "cluster": {
+                        "server": self.url,
+                        "certificate-authority": str(self._certs.ca_cert),
+                    },
+                }
+            ],
+            "users": [
+                {
+                    "name": "admin",
+                    "user": {
+                        "client-certificate": str(self._certs.admin_cert),
+                        "client-key": str(self._certs.admin_key),
+                    },
+                }
+            ],
+            "contexts": [
+                {"name": "mljob-test", "context": {"cluster": "mljob-test", "user": "admin"}}
+            ],
+            "current-context": "mljob-test",
+        }
+        self.kubeconfig.write_text(yaml.safe_dump(config))
+
+    # -- CRDs ------------------------------------------------------------------------------
+
+    def install_crds(self, paths: Sequence[Path], timeout: float = 60) -> None:
+        """Create each CRD (a plain POST: the RayCluster CRD is too big for client-side
+        apply) and wait until all are Established."""
+        from kubernetes import client
+
+        with self.api_client() as api_client:
+            extensions = client.ApiextensionsV1Api(api_client)
+            names = []
+            for path in paths:
+                for document in yaml.safe_load_all(path.read_text()):
+                    if not document:
+                        continue
+                    names.append(document["metadata"]["name"])
+                    extensions.create_custom_resource_definition(document, _preload_content=False)
+            deadline = time.monotonic() + timeout
+            pending = set(names)
+            while pending:
+                for name in sorted(pending):
+                    raw = extensions.read_custom_resource_definition(name, _preload_content=False)
+                    conditions = (json.loads(raw.data).get("status") or {}).get("conditions") or []
+                    if any(
+                        c["type"] == "Established" and c["status"] == "True" for c in conditions
+                    ):
+                        pending.discard(name)
+                if pending and time.monotonic() > deadline:
+                    raise ControlPlaneError(f"CRDs not Established after {timeout}s: {pending}")
+                if pending:
+                    time.sleep(0.1)  # Established is set within a few hundred ms
+
+
+@contextlib.contextmanager
+def running(**kwargs) -> Iterator[ControlPlane]:
+    plane = ControlPlane(**kwargs)
+    plane.start()
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start a control plane for manual use and keep it up until Ctrl-C."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="mljob dev-cluster",
+        description=(
+            "Start a real local kube-apiserver + etcd (+ garbage collector) with the Spark "
+            "operator, KubeRay and MLJob CRDs installed. No kubelet: pods never run, but you "
+            "can kubectl apply MLJobs, run the operator against it, and patch child status."
+        ),
+    )
+    parser.add_argument(
+        "--workdir", type=Path, help="keep state and kubeconfig here (default: a temp dir)"
+    )
+    args = parser.parse_args(argv)
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+    plane = ControlPlane(workdir=args.workdir)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        plane.start()
+        kubectl = plane.binaries.kubectl if plane.binaries else "kubectl"
+        print(f"control plane ready in {plane.startup_seconds:.1f}s at {plane.url}")
+        print(f"export KUBECONFIG={plane.kubeconfig}")
+        print(f"kubectl: {kubectl}")
+        print("Ctrl-C stops it and removes its data.", flush=True)
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    except ControlPlaneError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        plane.stop()
+        print("control plane stopped", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
