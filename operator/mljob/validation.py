@@ -1,0 +1,460 @@
+"""THE validation of an MLJob, shared by the operator, the admission webhook and the CLI.
+
+`validate(mljob)` returns messages of the form `<field path>: <what to fix>`; an empty list means
+valid. It covers what the CRD schema and CEL check (for offline use, where no API server runs)
+and what they cannot: dependency cycles, child-name limits, and the rules the upstream
+controllers enforce beyond their own schemas (a RayJob that breaks them would sit in
+ValidationFailed; a SparkApplication with a denied sparkConf key would be refused by the Spark
+operator's webhook). Those last rules run on the children the builders would create, so a raw
+`template` cannot smuggle a rejected field past them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from mljob import builders
+from mljob import constants as c
+
+Obj = dict[str, Any]
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+_QUANTITY = re.compile(
+    r"^[+-]?(\d+(\.\d*)?|\.\d+)(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?(\d+(\.\d*)?|\.\d+)))?$"
+)
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+SPARK_TYPES = ("Python", "Scala", "Java", "R")
+# Denied by the Spark operator's validating webhook (v2.5.2, sparkconf_validator.go).
+SPARK_DENIED_CONF = re.compile(
+    r"^(spark\.master|spark\.kubernetes\.driver\.master"
+    r"|spark\.kubernetes\.authenticate\.(driver|executor)\.serviceAccountName"
+    r"|spark\.kubernetes\.authenticate(\.driver|\.executor)?\.oauthToken(File)?"
+    r"|spark\.kubernetes(\.driver|\.executor)?\.container\.image)$"
+)
+SPARK_CONF_HINT = {
+    "serviceAccountName": "use spark.serviceAccount",
+    "container.image": "use spark.image or spec.image",
+}
+
+
+def validate(mljob: Any) -> list[str]:
+    if not isinstance(mljob, dict):
+        return ["(root): an MLJob must be a mapping"]
+    errors = list(_check_metadata(mljob.get("metadata")))
+    spec = mljob.get("spec")
+    if not isinstance(spec, dict):
+        return [*errors, "spec: required (a mapping with at least `steps`)"]
+    errors += _check_pipeline_fields(spec)
+    errors += _check_steps(spec)
+    if not errors:  # the builders assume the shapes checked above
+        errors += _check_generated_children(mljob)
+    return errors
+
+
+# --- metadata and pipeline-wide fields --------------------------------------------------------
+def _check_metadata(metadata: Any) -> Iterator[str]:
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    if not isinstance(name, str) or not name:
+        yield "metadata.name: required"
+        return
+    if len(name) > c.MLJOB_NAME_MAX:
+        yield (
+            f"metadata.name: at most {c.MLJOB_NAME_MAX} characters (it is the value of the "
+            f"{c.LABEL_NAME} label on every child), got {len(name)}"
+        )
+    if not _DNS1123_SUBDOMAIN.match(name):
+        yield "metadata.name: must be lower-case alphanumerics, '-' or '.' (DNS-1123)"
+
+
+def _check_pipeline_fields(spec: Obj) -> Iterator[str]:
+    yield from _check_type(spec, "image", str, "spec")
+    yield from _check_type(spec, "dataPath", str, "spec")
+    yield from _check_env(spec.get("env"), "spec.env")
+    yield from _check_labels(spec.get("labels"), "spec.labels")
+    yield from _check_string_map(spec.get("annotations"), "spec.annotations")
+    yield from _check_type(spec, "suspend", bool, "spec")
+    yield from _check_int(spec, "ttlSecondsAfterFinished", "spec", 0, None)
+    shared = spec.get("rayCluster")
+    if shared is not None:
+        yield from _check_ray_cluster_fields(shared, spec, "spec.rayCluster")
+        labels = spec.get("labels") or {}
+        if isinstance(labels, dict) and c.KUEUE_QUEUE_LABEL in labels:
+            yield (
+                f"spec.labels: {c.KUEUE_QUEUE_LABEL} cannot be used with spec.rayCluster: Kueue "
+                "suspends RayJobs, and KubeRay refuses to suspend a RayJob on a shared cluster"
+            )
+
+
+def _check_env(env: Any, path: str) -> Iterator[str]:
+    if env is None:
+        return
+    if not isinstance(env, list):
+        yield f"{path}: must be a list of {{name, value}}"
+        return
+    seen: set[str] = set()
+    for i, item in enumerate(env):
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str) or not _ENV_NAME.match(name):
+            yield f"{path}[{i}].name: required, letters, digits, '_', '-' or '.'"
+            continue
+        if name in c.RESERVED_ENV:
+            yield f"{path}[{i}].name: {name} is set by the operator; use another name"
+        if name in seen:
+            yield f"{path}[{i}].name: duplicate variable {name}"
+        seen.add(name)
+        if not isinstance(item.get("value", ""), str):
+            yield f"{path}[{i}].value: must be a string (quote numbers and booleans)"
+
+
+def _check_string_map(value: Any, path: str) -> Iterator[str]:
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        yield f"{path}: must be a map of strings"
+        return
+    for key, item in value.items():
+        if not isinstance(item, str):
+            yield f"{path}.{key}: must be a string (quote numbers and booleans)"
+
+
+def _check_labels(labels: Any, path: str) -> Iterator[str]:
+    yield from _check_string_map(labels, path)
+    if not isinstance(labels, dict):
+        return
+    for key, value in labels.items():
+        if str(key).startswith(c.RESERVED_LABEL_PREFIX):
+            yield f"{path}.{key}: the {c.RESERVED_LABEL_PREFIX} prefix is reserved for the operator"
+        if isinstance(value, str) and (len(value) > 63 or not _LABEL_VALUE.match(value)):
+            yield f"{path}.{key}: a label value is at most 63 alphanumerics, '-', '_' or '.'"
+
+
+# --- steps ---------------------------------------------------------------------------------------
+def _check_steps(spec: Obj) -> Iterator[str]:
+    steps = spec.get("steps")
+    if not isinstance(steps, list) or not steps:
+        yield "spec.steps: required, a list of at least one step"
+        return
+    if len(steps) > c.MAX_STEPS:
+        yield f"spec.steps: at most {c.MAX_STEPS} steps, got {len(steps)}"
+    names = [s.get("name") if isinstance(s, dict) else None for s in steps]
+    for i, step in enumerate(steps):
+        path = f"spec.steps[{i}]"
+        if not isinstance(step, dict):
+            yield f"{path}: must be a mapping"
+            continue
+        yield from _check_step(step, path, names[:i], spec)
+    if all(isinstance(s, dict) for s in steps):
+        yield from _check_dependencies(steps, names)
+
+
+def _check_step(step: Obj, path: str, earlier_names: list, spec: Obj) -> Iterator[str]:
+    name = step.get("name")
+    if not isinstance(name, str) or not name:
+        yield f"{path}.name: required"
+    elif len(name) > c.STEP_NAME_MAX or not _DNS1123_LABEL.match(name):
+        yield (
+            f"{path}.name: {name!r} must be at most {c.STEP_NAME_MAX} lower-case alphanumerics "
+            "or '-', starting and ending with an alphanumeric"
+        )
+    elif name in earlier_names:
+        yield f"{path}.name: duplicate step name {name!r}; step names must be unique"
+    yield from _check_int(step, "retries", path, 0, c.MAX_RETRIES)
+    has_spark, has_ray = "spark" in step, "ray" in step
+    if has_spark == has_ray:
+        yield f"{path}: set exactly one of `spark` or `ray`"
+    elif has_spark:
+        yield from _check_spark(step["spark"], f"{path}.spark", spec)
+    else:
+        yield from _check_ray_step(step["ray"], f"{path}.ray", spec)
+
+
+def _check_dependencies(steps: list[Obj], names: list) -> Iterator[str]:
+    known = {n for n in names if isinstance(n, str)}
+    for i, step in enumerate(steps):
+        deps = step.get("dependsOn")
+        path = f"spec.steps[{i}].dependsOn"
+        if deps is None:
+            continue
+        if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+            yield f"{path}: must be a list of step names"
+            continue
+        if len(deps) > c.MAX_DEPENDS_ON:
+            yield f"{path}: at most {c.MAX_DEPENDS_ON} entries"
+        for dep in deps:
+            if dep == step.get("name"):
+                yield f"{path}: a step cannot depend on itself ({dep!r})"
+            elif dep not in known:
+                yield f"{path}: unknown step {dep!r} (known: {', '.join(sorted(known))})"
+    if len(known) != len(names):  # missing or duplicate names are reported already
+        return
+    cycle = find_cycle(steps)
+    if cycle:
+        yield f"spec.steps: dependency cycle {' -> '.join(cycle)}; remove one of these dependsOn"
+
+
+def dependencies(steps: list[Obj]) -> dict[str, list[str]]:
+    """Effective dependencies: `dependsOn` when given (even []), else the previous step in list."""
+    deps: dict[str, list[str]] = {}
+    for i, step in enumerate(steps):
+        if "dependsOn" in step:
+            deps[step["name"]] = list(step["dependsOn"] or [])
+        else:
+            deps[step["name"]] = [steps[i - 1]["name"]] if i else []
+    return deps
+
+
+def find_cycle(steps: list[Obj]) -> list[str]:
+    """A dependency cycle as [a, b, ..., a], or [] (iterative DFS, so deep chains are fine)."""
+    graph = dependencies(steps)
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    for root in graph:
+        if root in state:
+            continue
+        path: list[str] = [root]
+        stack = [iter(graph.get(root, []))]
+        state[root] = 1
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            elif nxt not in state and nxt in graph:
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(graph[nxt]))
+    return []
+
+
+# --- Spark ---------------------------------------------------------------------------------------
+def _check_spark(spark: Any, path: str, spec: Obj) -> Iterator[str]:
+    if not isinstance(spark, dict):
+        yield f"{path}: must be a mapping"
+        return
+    if spark.get("type", "Python") not in SPARK_TYPES:
+        yield f"{path}.type: must be one of {', '.join(SPARK_TYPES)}, got {spark.get('type')!r}"
+    yield from _require_string(spark, "mainApplicationFile", path, "e.g. local:///app/etl.py")
+    yield from _require_string(spark, "sparkVersion", path, 'quoted, e.g. "4.0.1"')
+    yield from _require_image(spark, path, spec)
+    for key in ("mainClass", "serviceAccount"):
+        yield from _check_type(spark, key, str, path)
+    yield from _check_string_list(spark.get("arguments"), f"{path}.arguments")
+    yield from _check_string_map(spark.get("sparkConf"), f"{path}.sparkConf")
+    yield from _check_string_map(spark.get("hadoopConf"), f"{path}.hadoopConf")
+    yield from _check_env(spark.get("env"), f"{path}.env")
+    deps = spark.get("deps") or {}
+    for key in ("jars", "files", "pyFiles", "packages"):
+        yield from _check_string_list(deps.get(key), f"{path}.deps.{key}")
+    driver, executor = spark.get("driver") or {}, spark.get("executor") or {}
+    for role, pod in (("driver", driver), ("executor", executor)):
+        yield from _check_int(pod, "cores", f"{path}.{role}", 1, None)
+        yield from _check_type(pod, "memory", str, f"{path}.{role}")
+    yield from _check_type(driver, "coreLimit", str, f"{path}.driver")
+    yield from _check_int(executor, "instances", f"{path}.executor", 1, None)
+    yield from _check_type(spark, "volumes", list, path)
+    yield from _check_type(spark, "template", dict, path)
+
+
+def spark_application_errors(app: Obj, path: str) -> Iterator[str]:
+    """Rules the Spark operator's webhook adds to its schema (reference §3.3)."""
+    spec = app["spec"]
+    for key in spec.get("sparkConf") or {}:
+        if SPARK_DENIED_CONF.match(key):
+            hint = next((h for k, h in SPARK_CONF_HINT.items() if k in key), "the operator sets it")
+            yield f"{path}.sparkConf.{key}: denied by the Spark operator; {hint}"
+        if key == "spark.kubernetes.namespace" and spec["sparkConf"][key] != app["metadata"].get(
+            "namespace"
+        ):
+            yield f"{path}.sparkConf.{key}: children live in the MLJob's namespace; remove it"
+    uses_pod_template = any("template" in (spec.get(r) or {}) for r in ("driver", "executor"))
+    if uses_pod_template and _version_tuple(spec.get("sparkVersion", "")) < (3, 0, 0):
+        yield f"{path}.sparkVersion: pod templates need Spark >= 3.0.0"
+    for field in ("type", "sparkVersion", "mainApplicationFile", "driver", "executor"):
+        if field not in spec:
+            yield f"{path}.template: removes {field}, which SparkApplication requires"
+
+
+# --- Ray -----------------------------------------------------------------------------------------
+def _check_ray_step(ray: Any, path: str, spec: Obj) -> Iterator[str]:
+    if not isinstance(ray, dict):
+        yield f"{path}: must be a mapping"
+        return
+    yield from _require_string(ray, "entrypoint", path, "e.g. python /app/train.py")
+    yield from _check_type(ray, "runtimeEnv", dict, path)
+    yield from _check_type(ray, "template", dict, path)
+    env_vars = (
+        (ray.get("runtimeEnv") or {}).get("env_vars")
+        if isinstance(ray.get("runtimeEnv"), dict)
+        else None
+    )
+    yield from _check_string_map(env_vars, f"{path}.runtimeEnv.env_vars")
+    for name in c.RESERVED_ENV & set(env_vars or {}):
+        yield f"{path}.runtimeEnv.env_vars.{name}: set by the operator; use another name"
+    if spec.get("rayCluster") is None:
+        yield from _check_ray_cluster_fields(ray, spec, path)
+        return
+    for key in ("rayVersion", "image", "head", "workers"):
+        if key in ray:
+            yield (
+                f"{path}.{key}: not used when spec.rayCluster is set (the step runs on the "
+                f"shared cluster); remove it or set spec.rayCluster.{key}"
+            )
+
+
+def _check_ray_cluster_fields(ray: Any, spec: Obj, path: str) -> Iterator[str]:
+    """{rayVersion, image, head, workers} of a Ray step with its own cluster or spec.rayCluster."""
+    if not isinstance(ray, dict):
+        yield f"{path}: must be a mapping"
+        return
+    yield from _require_string(ray, "rayVersion", path, 'quoted, e.g. "2.49.0"')
+    yield from _require_image(ray, path, spec)
+    for group in ("head", "workers"):
+        yield from _check_group(ray.get(group), f"{path}.{group}")
+    workers = ray.get("workers")
+    if isinstance(workers, dict):
+        for key in ("replicas", "minReplicas", "maxReplicas"):
+            yield from _check_int(workers, key, f"{path}.workers", 0, None)
+        replicas = workers.get("replicas", 1)
+        low, high = workers.get("minReplicas", replicas), workers.get("maxReplicas", replicas)
+        if all(isinstance(x, int) for x in (low, replicas, high)) and not low <= replicas <= high:
+            yield f"{path}.workers: need minReplicas <= replicas <= maxReplicas"
+    if "template" in ray:
+        yield from _check_type(ray, "template", dict, path)
+
+
+def _check_group(group: Any, path: str) -> Iterator[str]:
+    if group is None:
+        return
+    if not isinstance(group, dict):
+        yield f"{path}: must be a mapping"
+        return
+    for key in ("cpu", "memory"):
+        value = group.get(key)
+        if value is not None and (isinstance(value, bool) or not _QUANTITY.match(str(value))):
+            yield f'{path}.{key}: not a Kubernetes quantity (e.g. "4", 500m, 16Gi): {value!r}'
+    yield from _check_int(group, "gpu", path, 0, None)
+
+
+def ray_job_errors(job: Obj, path: str) -> Iterator[str]:
+    """KubeRay's ValidateRayJobSpec rules (reference §1.3) on the RayJob we would create."""
+    spec = job["spec"]
+    selector = spec.get("clusterSelector") or {}
+    shutdown = spec.get("shutdownAfterJobFinishes", False)
+    mode = spec.get("submissionMode", "K8sJobMode")
+    if not spec.get("rayClusterSpec") and not selector.get(c.RAY_CLUSTER_SELECTOR_KEY):
+        yield f"{path}: the RayJob needs rayClusterSpec or clusterSelector[ray.io/cluster]"
+    if spec.get("suspend") and (not shutdown or selector):
+        yield f"{path}.suspend: needs shutdownAfterJobFinishes and no shared cluster"
+    if (spec.get("ttlSecondsAfterFinished") or 0) > 0 and not shutdown:
+        yield f"{path}.ttlSecondsAfterFinished: needs shutdownAfterJobFinishes: true"
+    for key in ("activeDeadlineSeconds", "preRunningDeadlineSeconds"):
+        if key in spec and not (isinstance(spec[key], int) and spec[key] > 0):
+            yield f"{path}.{key}: must be > 0"
+    backoff = spec.get("backoffLimit", 0)
+    if not isinstance(backoff, int) or backoff < 0:
+        yield f"{path}.backoffLimit: must be >= 0"
+    elif backoff > 0 and selector:
+        yield f"{path}.backoffLimit: KubeRay refuses retries on a shared cluster; use step retries"
+    if mode == "InteractiveMode":
+        yield f"{path}.submissionMode: InteractiveMode waits for a human; MLJob cannot drive it"
+    if mode == "SidecarMode" and (
+        selector or "submitterPodTemplate" in spec or "submitterConfig" in spec
+    ):
+        yield f"{path}.submissionMode: SidecarMode excludes a shared cluster and submitter fields"
+    if (spec.get("deletionStrategy") or {}).get("deletionRules") and shutdown:
+        yield f"{path}.deletionStrategy: deletionRules exclude shutdownAfterJobFinishes"
+    if spec.get("rayClusterSpec"):
+        yield from ray_cluster_spec_errors(spec["rayClusterSpec"], f"{path}.rayClusterSpec")
+
+
+def ray_cluster_spec_errors(spec: Obj, path: str) -> Iterator[str]:
+    """KubeRay's ValidateRayClusterSpec rules that a merged template can break."""
+    groups = [("headGroupSpec", spec.get("headGroupSpec") or {})]
+    groups += [
+        (f"workerGroupSpecs[{i}]", g) for i, g in enumerate(spec.get("workerGroupSpecs") or [])
+    ]
+    autoscaling = spec.get("enableInTreeAutoscaling", False)
+    for name, group in groups:
+        containers = ((group.get("template") or {}).get("spec") or {}).get("containers") or []
+        if not containers:
+            yield f"{path}.{name}.template.spec.containers: at least one container"
+        params = group.get("rayStartParams") or {}
+        if "labels" in params:
+            yield f"{path}.{name}.rayStartParams.labels: not allowed; use the group's labels"
+        if group.get("resources") and {"num-cpus", "num-gpus", "resources"} & set(params):
+            yield f"{path}.{name}: set Ray resources in rayStartParams or resources, not both"
+        if name.startswith("worker") and not autoscaling:
+            low, high = group.get("minReplicas"), group.get("maxReplicas")
+            if not isinstance(low, int) or not isinstance(high, int) or not 0 <= low <= high:
+                yield f"{path}.{name}: need 0 <= minReplicas <= maxReplicas"
+
+
+def _check_generated_children(mljob: Obj) -> Iterator[str]:
+    spec = mljob["spec"]
+    for i, step in enumerate(spec["steps"]):
+        path = f"spec.steps[{i}]"
+        child = builders.build_step_child(mljob, step, run=1, attempt=1)
+        if child["kind"] == c.SPARK_KIND:
+            yield from spark_application_errors(child, f"{path}.spark")
+        else:
+            yield from ray_job_errors(child, f"{path}.ray")
+    if spec.get("rayCluster"):
+        cluster = builders.build_ray_cluster(mljob, run=1)
+        yield from ray_cluster_spec_errors(cluster["spec"], "spec.rayCluster")
+
+
+# --- small type helpers ---------------------------------------------------------------------------
+def _check_type(obj: Obj, key: str, kind: type, path: str) -> Iterator[str]:
+    value = obj.get(key)
+    if value is not None and not isinstance(value, kind):
+        yield f"{path}.{key}: must be {_TYPE_NAMES[kind]}, got {type(value).__name__}"
+
+
+_TYPE_NAMES: dict[type, str] = {
+    str: "a string",
+    bool: "true or false",
+    list: "a list",
+    dict: "a mapping",
+}
+
+
+def _check_int(obj: Obj, key: str, path: str, low: int, high: int | None) -> Iterator[str]:
+    value = obj.get(key)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        yield f"{path}.{key}: must be an integer, got {value!r}"
+    elif value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        yield f"{path}.{key}: must be {bound}, got {value}"
+
+
+def _check_string_list(value: Any, path: str) -> Iterator[str]:
+    if value is not None and (
+        not isinstance(value, list) or not all(isinstance(x, str) for x in value)
+    ):
+        yield f"{path}: must be a list of strings"
+
+
+def _require_string(obj: Obj, key: str, path: str, example: str) -> Iterator[str]:
+    value = obj.get(key)
+    if not isinstance(value, str) or not value.strip():
+        yield f"{path}.{key}: required ({example})"
+
+
+def _require_image(obj: Obj, path: str, spec: Obj) -> Iterator[str]:
+    image = obj.get("image") or spec.get("image")
+    if not isinstance(image, str) or not image:
+        yield f"{path}.image: required here or as spec.image"
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = re.findall(r"\d+", version)[:3]
+    return tuple(int(p) for p in parts) if parts else (0,)
