@@ -1,0 +1,77 @@
+"""Helpers shared by the Ray steps of the churn example (driver side only)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pyarrow.fs
+
+LABEL = "label"
+MODEL_FILE = "model/model.json"
+TRAIN_METRICS_FILE = "model/train_metrics.json"
+EVALUATION_FILE = "evaluation/metrics.json"
+
+
+def data_uri(relative: str) -> str:
+    """A location under MLJOB_DATA_PATH, in the form pyarrow/Ray understand: Spark's `s3a://`
+    is `s3://` for them."""
+    root = os.environ["MLJOB_DATA_PATH"].rstrip("/")
+    if root.startswith("s3a://"):
+        root = "s3://" + root.removeprefix("s3a://")
+    return f"{root}/{relative}"
+
+
+def write_json(relative: str, payload: dict) -> str:
+    uri = data_uri(relative)
+    fs, path = pyarrow.fs.FileSystem.from_uri(uri)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as out:
+        out.write(json.dumps(payload, indent=2, sort_keys=True).encode())
+    return uri
+
+
+def read_bytes(relative: str) -> bytes:
+    fs, path = pyarrow.fs.FileSystem.from_uri(data_uri(relative))
+    with fs.open_input_stream(path) as stream:
+        return stream.read()
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U with average ranks for ties)."""
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = scores[order]
+    ranks = np.empty(len(scores), dtype=float)
+    # Average rank per group of equal scores.
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    for start, count in zip(first, counts, strict=True):
+        ranks[order[start : start + count]] = start + (count + 1) / 2
+    positives = labels == 1
+    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict:
+    """The model's AUC/accuracy/log loss next to the trivial baseline's (always predict the
+    majority class, with the base rate as its probability)."""
+    labels = labels.astype(int)
+    base_rate = float(labels.mean())
+    clipped = np.clip(probabilities, 1e-7, 1 - 1e-7)
+    baseline_p = np.clip(base_rate, 1e-7, 1 - 1e-7)
+    return {
+        "rows": len(labels),
+        "positive_rate": base_rate,
+        "auc": roc_auc(labels, probabilities),
+        "accuracy": float(((probabilities >= 0.5).astype(int) == labels).mean()),
+        "log_loss": float(-np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped))),
+        "baseline": {
+            "auc": 0.5,
+            "accuracy": max(base_rate, 1 - base_rate),
+            "log_loss": float(
+                -(base_rate * np.log(baseline_p) + (1 - base_rate) * np.log(1 - baseline_p))
+            ),
+        },
+    }
