@@ -1,0 +1,106 @@
+import pytest
+
+from mljob import constants as c
+from mljob.states import (
+    child_state,
+    ray_cluster_readiness,
+    ray_job_state,
+    spark_application_state,
+)
+
+SPARK_TABLE = [
+    ("", c.PENDING),
+    ("SUBMITTED", c.PENDING),
+    ("PENDING_RERUN", c.PENDING),
+    ("INVALIDATING", c.PENDING),
+    ("RESUMING", c.PENDING),
+    ("SUBMISSION_FAILED", c.PENDING),
+    ("SUSPENDING", c.PENDING),
+    ("SUSPENDED", c.PENDING),
+    ("RUNNING", c.RUNNING),
+    ("SUCCEEDING", c.RUNNING),
+    ("FAILING", c.RUNNING),
+    ("UNKNOWN", c.RUNNING),
+    ("COMPLETED", c.SUCCEEDED),
+    ("FAILED", c.FAILED),
+    ("SOMETHING_NEW", c.PENDING),
+]
+
+
+def spark_app(state, error=None):
+    app_state = {"state": state, **({"errorMessage": error} if error else {})}
+    return {"kind": c.SPARK_KIND, "status": {"applicationState": app_state, "driverInfo": {}}}
+
+
+@pytest.mark.parametrize(("state", "phase"), SPARK_TABLE)
+def test_spark_every_state(state, phase):
+    mapped = spark_application_state(spark_app(state))
+    assert (mapped.phase, mapped.raw) == (phase, state)
+
+
+@pytest.mark.parametrize("app", [{}, {"status": {}}, {"status": {"driverInfo": {}}}])
+def test_spark_missing_status_is_new(app):
+    assert spark_application_state(app).phase == c.PENDING
+
+
+def test_spark_failure_carries_error_message():
+    err = "driver container failed with ExitCode: 1, Reason: Error"
+    assert spark_application_state(spark_app("FAILED", err)).message == err
+    assert spark_application_state(spark_app("FAILED")).message  # never empty on failure
+
+
+RAY_TABLE = [
+    ("", "", c.PENDING),
+    ("Initializing", "", c.PENDING),
+    ("Waiting", "", c.PENDING),
+    ("Suspending", "", c.PENDING),
+    ("Suspended", "", c.PENDING),
+    ("Running", "RUNNING", c.RUNNING),
+    ("Retrying", "FAILED", c.RUNNING),
+    ("Complete", "SUCCEEDED", c.SUCCEEDED),
+    ("Complete", "STOPPED", c.FAILED),
+    ("Failed", "RUNNING", c.FAILED),  # jobStatus alone lies (kuberay#2314)
+    ("Failed", "FAILED", c.FAILED),
+    ("ValidationFailed", "", c.FAILED),
+    ("Running", "SUCCEEDED", c.RUNNING),  # not done until the deployment says so
+    ("Brand-new", "", c.PENDING),
+]
+
+
+@pytest.mark.parametrize(("deployment", "job_status", "phase"), RAY_TABLE)
+def test_ray_job_every_state(deployment, job_status, phase):
+    job = {
+        "kind": c.RAY_JOB_KIND,
+        "status": {"jobDeploymentStatus": deployment, "jobStatus": job_status},
+    }
+    assert ray_job_state(job).phase == phase
+    assert child_state(job).phase == phase
+
+
+def test_ray_job_missing_status_and_message():
+    assert ray_job_state({}).phase == c.PENDING
+    failed = {
+        "status": {
+            "jobDeploymentStatus": "Failed",
+            "reason": "DeadlineExceeded",
+            "message": "too slow",
+        }
+    }
+    assert ray_job_state(failed).message == "DeadlineExceeded: too slow"
+    assert ray_job_state(failed).raw == "Failed"
+
+
+def test_ray_cluster_readiness_uses_head_pod_ready_not_sticky_state():
+    def cluster(cond_status, reason="HeadPodRunningAndReady"):
+        cond = {"type": "HeadPodReady", "status": cond_status, "reason": reason}
+        return {"status": {"state": "ready", "conditions": [cond]}}
+
+    assert ray_cluster_readiness(cluster("True")).ready
+    gone = ray_cluster_readiness(cluster("False", "ImagePullBackOff"))
+    assert (gone.ready, gone.state) == (False, "ImagePullBackOff")
+    assert ray_cluster_readiness({"status": {"state": "ready"}}).state == "Provisioning"
+
+
+def test_child_state_rejects_other_kinds():
+    with pytest.raises(ValueError):
+        child_state({"kind": "Pod"})
