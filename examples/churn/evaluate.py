@@ -8,8 +8,15 @@ import pandas as pd
 import ray
 import ray.data
 import xgboost
-from churn_common import EVALUATION_FILE, LABEL, MODEL_FILE, classification_metrics, data_uri
-from churn_common import read_bytes, write_json
+from churn_common import (
+    EVALUATION_FILE,
+    LABEL,
+    MODEL_FILE,
+    classification_metrics,
+    data_uri,
+    read_bytes,
+    write_json,
+)
 
 
 def load_booster(raw_model: bytes) -> xgboost.Booster:

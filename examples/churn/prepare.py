@@ -38,7 +38,9 @@ def uniform(salt: int) -> Column:
 
 def normal(salt: int) -> Column:
     """A standard normal value per customer (Box-Muller)."""
-    return F.sqrt(-2.0 * F.log(uniform(salt + 1000) + 1e-9)) * F.cos(2 * math.pi * uniform(salt + 2000))
+    return F.sqrt(-2.0 * F.log(uniform(salt + 1000) + 1e-9)) * F.cos(
+        2 * math.pi * uniform(salt + 2000)
+    )
 
 
 def pick(options: list[str], uniform: Column) -> Column:
@@ -127,7 +129,9 @@ def clean(raw: DataFrame) -> DataFrame:
 def features(df: DataFrame) -> DataFrame:
     """Numeric feature columns (one-hot categoricals) plus `label` and the split key."""
     one_hot = [
-        F.when(F.col(column) == value, 1.0).otherwise(0.0).alias(f"{column}_{value}".replace(" ", "_").replace("-", "_"))
+        F.when(F.col(column) == value, 1.0)
+        .otherwise(0.0)
+        .alias(f"{column}_{value}".replace(" ", "_").replace("-", "_"))
         for column, values in (
             ("contract", CONTRACTS),
             ("internet_service", INTERNET),

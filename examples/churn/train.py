@@ -3,13 +3,12 @@
 Reads $MLJOB_DATA_PATH/features/train with Ray Data, holds out a validation split, trains on
 `--workers` Ray Train workers (each gets a shard; XGBoost's collective syncs the histograms),
 and writes model/model.json and model/train_metrics.json (validation metrics and baseline).
-GPU: set the step's workers.gpu (or --gpus-per-worker) and training uses `device=cuda`.
+GPU: give the step's workers a GPU (workers.gpu) and training uses `device=cuda` on them.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 
 import numpy as np
@@ -17,8 +16,14 @@ import ray
 import ray.data
 import ray.train
 import xgboost
-from churn_common import LABEL, MODEL_FILE, TRAIN_METRICS_FILE, classification_metrics, data_uri
-from churn_common import write_json
+from churn_common import (
+    LABEL,
+    MODEL_FILE,
+    TRAIN_METRICS_FILE,
+    classification_metrics,
+    data_uri,
+    write_json,
+)
 from ray.train.xgboost import RayTrainReportCallback, XGBoostTrainer
 
 
@@ -27,7 +32,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--cpus-per-worker", type=float, default=1)
     parser.add_argument(
-        "--gpus-per-worker", type=float, default=float(os.environ.get("MLJOB_GPUS_PER_WORKER", 0))
+        "--gpus-per-worker",
+        type=float,
+        default=None,
+        help="default: 1 if the Ray cluster has a GPU per worker (the step's workers.gpu), else 0",
     )
     parser.add_argument("--rounds", type=int, default=120)
     return parser.parse_args()
@@ -52,6 +60,9 @@ def train_loop(config: dict) -> None:
 def main() -> None:
     args = parse_args()
     ray.init()
+    if args.gpus_per_worker is None:
+        enough_gpus = ray.cluster_resources().get("GPU", 0) >= args.workers
+        args.gpus_per_worker = 1.0 if enough_gpus else 0.0
     features = ray.data.read_parquet(data_uri("features/train"))
     train_set, valid_set = features.train_test_split(test_size=0.15, shuffle=True, seed=1)
     params = {

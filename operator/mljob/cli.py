@@ -1,0 +1,253 @@
+"""The `mljob` command: run an MLJob locally, validate or render it, show one on a cluster."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mljob import constants as c
+
+Obj = dict[str, Any]
+EPILOG = """examples:
+  mljob run examples/churn/mljob.yaml --local      run the pipeline on this machine
+  mljob validate examples/churn/mljob.yaml         the operator's checks, offline
+  mljob render examples/churn/mljob.yaml           the children the operator would create
+  mljob status churn -n team-a                     steps of an MLJob on the cluster
+"""
+DEV_CLUSTER_MODULE = "mljob.testing.controlplane"
+
+
+class UserError(Exception):
+    """Printed as one line (no traceback), exit code 2."""
+
+
+def load_manifest(path: str) -> Obj:
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror}") from e
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as e:
+        raise UserError(f"{path} is not valid YAML: {e}") from e
+    mljobs = [d for d in documents if isinstance(d, dict) and d.get("kind") == c.KIND]
+    if len(mljobs) != 1:
+        raise UserError(
+            f"{path} must hold exactly one document of kind {c.KIND}, found {len(mljobs)}"
+        )
+    return mljobs[0]
+
+
+def validation_errors(mljob: Obj) -> list[str]:
+    from mljob.validation import validate
+
+    return validate(mljob)
+
+
+# --- subcommands -----------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    from mljob.local import LocalRunError
+    from mljob.local.runner import RunOptions, run_local
+
+    mljob = load_manifest(args.file)
+    options = RunOptions(
+        app_dir=Path(args.app_dir) if args.app_dir else None,
+        runs_dir=Path(args.runs_dir),
+        max_parallel=args.max_parallel,
+    )
+    try:
+        return run_local(mljob, Path(args.file), options)
+    except LocalRunError as e:
+        raise UserError(str(e)) from e
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    errors = validation_errors(load_manifest(args.file))
+    for error in errors:
+        print(f"{args.file}: {error}", file=sys.stderr)
+    if not errors:
+        print(f"{args.file}: valid")
+    return 1 if errors else 0
+
+
+def rendered_children(mljob: Obj, run: int) -> list[Obj]:
+    """Exactly what the operator creates for a run: the shared RayCluster, then every step's
+    child (first attempt)."""
+    from mljob import builders
+
+    children = [builders.build_ray_cluster(mljob, run)] if mljob["spec"].get("rayCluster") else []
+    for step in mljob["spec"]["steps"]:
+        build = builders.build_spark_application if "spark" in step else builders.build_ray_job
+        children.append(build(mljob, step, run, 1))
+    return children
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    mljob = load_manifest(args.file)
+    errors = validation_errors(mljob)
+    if errors:
+        raise UserError(f"{args.file} is invalid: " + "; ".join(errors))
+    if args.namespace:
+        mljob["metadata"]["namespace"] = args.namespace
+    print(yaml.safe_dump_all(rendered_children(mljob, args.run), sort_keys=False), end="")
+    return 0
+
+
+def step_rows(mljob: Obj) -> list[tuple[str, ...]]:
+    rows = [("STEP", "KIND", "PHASE", "CHILD", "STATE", "ATTEMPTS", "MESSAGE")]
+    for step in (mljob.get("status") or {}).get("steps") or []:
+        rows.append(
+            tuple(
+                str(step.get(k, "") or "")
+                for k in ("name", "kind", "phase", "child", "childState", "attempts", "message")
+            )
+        )
+    return rows
+
+
+def format_table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.config.config_exception import ConfigException
+
+    try:
+        config.load_kube_config(context=args.context)
+    except (ConfigException, OSError):
+        try:
+            config.load_incluster_config()
+        except ConfigException as e:
+            raise UserError("no Kubernetes configuration found (set KUBECONFIG)") from e
+    try:
+        mljob = client.CustomObjectsApi().get_namespaced_custom_object(
+            c.GROUP, c.VERSION, args.namespace, c.PLURAL, args.name
+        )
+    except ApiException as e:
+        raise UserError(
+            f"cannot read MLJob {args.namespace}/{args.name}: {e.status} {e.reason}"
+        ) from e
+    except OSError as e:
+        raise UserError(f"cannot reach the cluster: {e}") from e
+    status = mljob.get("status") or {}
+    print(f"MLJob {args.namespace}/{args.name}: {status.get('phase', 'Pending')}")
+    print(format_table(step_rows(mljob)))
+    return 0
+
+
+def cmd_dev_cluster(args: argparse.Namespace) -> int:
+    from mljob.testing import controlplane
+
+    return controlplane.main(args.rest) or 0
+
+
+# --- parser ----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mljob",
+        description="Run Spark + Ray pipelines (MLJob) locally, or inspect them for a cluster.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str, example: str):
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=f"example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        p.set_defaults(handler=handler)
+        return p
+
+    run = add(
+        "run",
+        cmd_run,
+        "run an MLJob's steps on this machine (local PySpark, local Ray)",
+        "mljob run examples/churn/mljob.yaml --local",
+    )
+    run.add_argument("file", help="the MLJob manifest (YAML)")
+    run.add_argument(
+        "--local",
+        action="store_true",
+        default=True,
+        help="run on this machine (the default and, for now, the only mode)",
+    )
+    run.add_argument(
+        "--app-dir",
+        help="the folder that stands for the image's /app (default: the manifest's folder)",
+    )
+    run.add_argument(
+        "--runs-dir",
+        default="mljob-runs",
+        help="local root for remote dataPaths (default: ./mljob-runs)",
+    )
+    run.add_argument("--max-parallel", type=int, help="steps at once (default: CPU count)")
+
+    validate = add(
+        "validate",
+        cmd_validate,
+        "check an MLJob with the operator's validation",
+        "mljob validate examples/churn/mljob.yaml",
+    )
+    validate.add_argument("file")
+
+    render = add(
+        "render",
+        cmd_render,
+        "print the SparkApplication/RayJob/RayCluster objects the operator would create",
+        "mljob render examples/churn/mljob.yaml -n team-a > children.yaml",
+    )
+    render.add_argument("file")
+    render.add_argument("-n", "--namespace", help="namespace (default: the manifest's, or default)")
+    render.add_argument("--run", type=int, default=1, help="run number (default: 1)")
+
+    status = add(
+        "status",
+        cmd_status,
+        "show an MLJob on the cluster, one row per step",
+        "mljob status churn -n team-a",
+    )
+    status.add_argument("name")
+    status.add_argument("-n", "--namespace", default="default")
+    status.add_argument("--context", help="kubeconfig context")
+
+    # Another module owns the dev control plane; this is a pass-through when it exists.
+    if importlib.util.find_spec(DEV_CLUSTER_MODULE) is not None:
+        dev = add(
+            "dev-cluster",
+            cmd_dev_cluster,
+            "start a local kube-apiserver + etcd with the CRDs (for development)",
+            "mljob dev-cluster --help",
+        )
+        dev.add_argument("rest", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except UserError as e:
+        print(f"mljob: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mljob: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

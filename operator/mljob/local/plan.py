@@ -1,0 +1,190 @@
+"""Pure parts of a local run: step order, environment, path mapping, commands. No I/O.
+
+Path rule (one manifest for both worlds): the container image keeps the project's files under
+`/app`, so `local:///app/<p>` (Spark) and `/app/<p>` (anywhere in a Ray entrypoint or a Spark
+argument) become `<app_dir>/<p>`, where app_dir is the manifest's folder unless --app-dir says
+otherwise. `python`/`python3` in an entrypoint becomes this interpreter.
+
+Data rule: on the cluster a run's hand-off folder is `<spec.dataPath>/<name>/run-<n>`. Locally
+the same layout is used with the root replaced by a local folder when dataPath is remote
+(s3a://, gs://, ...) or absent: `<runs_dir>/<name>/run-<n>` (runs_dir defaults to
+./mljob-runs). A local dataPath (a plain path or file://) is used as is.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mljob import builders
+from mljob import constants as c
+from mljob.validation import dependencies
+
+Obj = dict[str, Any]
+
+CONTAINER_APP_ROOT = "/app"
+LOCAL_SCHEME = "local://"
+PYTHON_NAMES = frozenset({"python", "python3"})
+# The run's Ray instance lives only as long as the run; Ray >= 2.5x turns on token auth for
+# `ray start` by default, which drivers started by us could not find.
+RAY_LOCAL_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+LOG_DIR_NAME = "_logs"  # leading underscore: Spark and Ray Data readers skip it
+SPARK_ENGINE = "spark"
+RAY_ENGINE = "ray"
+_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)([kmgt]?)i?b?$", re.IGNORECASE)
+_MEMORY_UNITS = {"": 1 / 2**20, "k": 1 / 1024, "m": 1, "g": 1024, "t": 1024 * 1024}
+MIN_DRIVER_MEMORY_MB = 512
+
+
+@dataclass(frozen=True)
+class Machine:
+    cpus: int
+    memory_mb: int
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Where one local run lives."""
+
+    app_dir: Path
+    data_dir: Path  # MLJOB_DATA_PATH
+    run: int
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / LOG_DIR_NAME
+
+    def log_file(self, step_name: str) -> Path:
+        return self.log_dir / f"{step_name}.log"
+
+
+# --- order ------------------------------------------------------------------------------------
+def step_dependencies(mljob: Obj) -> dict[str, list[str]]:
+    """The operator's rule: dependsOn when given, else the previous step in the list."""
+    return dependencies(mljob["spec"]["steps"])
+
+
+def ready_steps(
+    deps: Mapping[str, list[str]], succeeded: Iterable[str], started: Iterable[str]
+) -> list[str]:
+    """Steps not started yet whose dependencies all succeeded, in list order."""
+    done, begun = set(succeeded), set(started)
+    return [name for name, needs in deps.items() if name not in begun and done.issuperset(needs)]
+
+
+def engine_of(step: Obj) -> str:
+    return SPARK_ENGINE if "spark" in step else RAY_ENGINE
+
+
+# --- paths ------------------------------------------------------------------------------------
+def local_data_root(data_path: str | None, runs_dir: Path) -> Path:
+    """The local stand-in for spec.dataPath (see the module doc)."""
+    if data_path and data_path.startswith("file://"):
+        return Path(data_path.removeprefix("file://"))
+    if data_path and "://" not in data_path:
+        return Path(data_path)
+    return runs_dir
+
+
+def run_folder(root: Path, mljob_name: str, run: int) -> Path:
+    return root / mljob_name / f"run-{run}"
+
+
+def next_run_number(existing_folder_names: Iterable[str]) -> int:
+    numbers = [int(n[4:]) for n in existing_folder_names if re.fullmatch(r"run-\d+", n)]
+    return max(numbers, default=0) + 1
+
+
+def to_local_path(value: str, app_dir: Path) -> str:
+    """Map a container path (`local:///app/x`, `/app/x`) to the project's files."""
+    path = value.removeprefix(LOCAL_SCHEME) if value.startswith(LOCAL_SCHEME) else value
+    if path == CONTAINER_APP_ROOT or path.startswith(CONTAINER_APP_ROOT + "/"):
+        return str(app_dir / path[len(CONTAINER_APP_ROOT) :].lstrip("/"))
+    return path if value.startswith(LOCAL_SCHEME) else value
+
+
+# --- environment ------------------------------------------------------------------------------
+def step_env(mljob: Obj, step: Obj, layout: RunLayout) -> dict[str, str]:
+    """What the step sees on the cluster (pipeline env, step env, MLJOB_*), with the data path
+    mapped to the local folder."""
+    if "spark" in step:
+        own_env = builders.env_list_to_dict(step["spark"].get("env"))
+    else:
+        own_env = (step["ray"].get("runtimeEnv") or {}).get("env_vars")
+    env = builders.effective_env(mljob, layout.run, step["name"], own_env)
+    env[c.ENV_DATA_PATH] = str(layout.data_dir)
+    return env
+
+
+def ray_driver_env(step_environment: Mapping[str, str], ray_address: str) -> dict[str, str]:
+    """Env for a Ray entrypoint: its variables, the address of the run's Ray instance, and the
+    job config Ray's job supervisor would inject, so tasks and actors get the same env_vars."""
+    job_config = {"runtime_env": {"env_vars": dict(step_environment)}}
+    return {
+        **step_environment,
+        **RAY_LOCAL_ENV,
+        "RAY_ADDRESS": ray_address,
+        "RAY_JOB_CONFIG_JSON_ENV_VAR": json.dumps(job_config),
+    }
+
+
+# --- commands ---------------------------------------------------------------------------------
+def ray_command(entrypoint: str, app_dir: Path, python: str) -> list[str]:
+    tokens = shlex.split(entrypoint)
+    return [python if t in PYTHON_NAMES else to_local_path(t, app_dir) for t in tokens]
+
+
+def memory_mb(quantity: str) -> int:
+    """Spark ("2g", "512m") or Kubernetes ("4Gi") memory in MiB."""
+    match = _MEMORY.match(str(quantity).strip())
+    if not match:
+        raise ValueError(f"not a memory quantity: {quantity!r}")
+    return int(float(match.group(1)) * _MEMORY_UNITS[match.group(2).lower()])
+
+
+def spark_local_resources(spark: Obj, machine: Machine) -> tuple[int, int]:
+    """(cores, driver memory MiB) for local[N]: what the cluster would have (driver + executors,
+    all in one JVM locally), capped to the machine (all cores, a quarter of the memory)."""
+    driver, executor = spark.get("driver") or {}, spark.get("executor") or {}
+    instances = int(executor.get("instances", builders.SPARK_DEFAULT_INSTANCES))
+    cores = instances * int(executor.get("cores", builders.SPARK_DEFAULT_CORES))
+    wanted_mb = memory_mb(driver.get("memory", builders.SPARK_DEFAULT_MEMORY)) + instances * (
+        memory_mb(executor.get("memory", builders.SPARK_DEFAULT_MEMORY))
+    )
+    memory = max(MIN_DRIVER_MEMORY_MB, min(wanted_mb, machine.memory_mb // 4))
+    return max(1, min(cores, machine.cpus)), memory
+
+
+def spark_command(
+    mljob_name: str, step: Obj, layout: RunLayout, machine: Machine, spark_submit: str
+) -> list[str]:
+    spark = step["spark"]
+    cores, memory = spark_local_resources(spark, machine)
+    conf = {
+        # Parallel steps would fight over port 4040; the log file has the progress.
+        "spark.ui.enabled": "false",
+        "spark.sql.warehouse.dir": str(layout.data_dir / "_spark-warehouse"),
+        **{k: str(v) for k, v in (spark.get("sparkConf") or {}).items()},
+    }
+    for cluster_only in ("spark.master", "spark.submit.deployMode"):
+        conf.pop(cluster_only, None)
+    command = [
+        spark_submit,
+        "--master",
+        f"local[{cores}]",
+        "--name",
+        f"{mljob_name}-{step['name']}",
+    ]
+    command += ["--driver-memory", f"{memory}m"]
+    if spark.get("mainClass"):
+        command += ["--class", spark["mainClass"]]
+    for key, value in sorted(conf.items()):
+        command += ["--conf", f"{key}={value}"]
+    command.append(to_local_path(spark["mainApplicationFile"], layout.app_dir))
+    command += [to_local_path(str(a), layout.app_dir) for a in spark.get("arguments") or []]
+    return command

@@ -1,0 +1,74 @@
+"""Child processes of a local run: each in its own session (process group), output to a file,
+stopped as a whole group (the Spark JVM and Python workers, Ray's raylet and workers)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+STOP_GRACE_SECONDS = 10.0
+
+
+class GroupProcess:
+    """A command running in its own process group, its stdout+stderr appended to `log_file`."""
+
+    def __init__(
+        self, command: Sequence[str], env: Mapping[str, str], cwd: Path, log_file: Path
+    ) -> None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        self.log_file = log_file
+        with log_file.open("ab") as log:
+            self._popen = subprocess.Popen(
+                list(command),
+                env=dict(env),
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches us only; we stop the group ourselves
+            )
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    def exit_code(self) -> int | None:
+        return self._popen.poll()
+
+    def stop(self, grace_seconds: float = STOP_GRACE_SECONDS) -> None:
+        """SIGTERM the whole group, SIGKILL what is left after the grace period."""
+        self._signal_group(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._popen.wait(timeout=grace_seconds)
+        self._signal_group(signal.SIGKILL)
+        self._popen.wait()
+        _wait_group_gone(self.pid, grace_seconds)
+
+    def _signal_group(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signum)
+
+
+def _wait_group_gone(pgid: int, timeout: float) -> None:
+    """Grandchildren may outlive the leader briefly; make sure none is left."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+
+
+def log_tail(log_file: Path, lines: int = 30) -> list[str]:
+    if not log_file.exists():
+        return []
+    with log_file.open("rb") as f:
+        f.seek(max(0, f.seek(0, os.SEEK_END) - 64 * 1024))
+        text = f.read().decode("utf-8", errors="replace")
+    return text.splitlines()[-lines:]

@@ -1,0 +1,245 @@
+"""Run an MLJob on this machine: validate (the operator's validation), then start steps as
+their dependencies succeed, up to `max_parallel` at once, and report."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from mljob.local import plan
+from mljob.local.errors import LocalRunError
+from mljob.local.processes import GroupProcess, log_tail
+from mljob.local.ray_head import LocalRay
+from mljob.local.view import (
+    FAILED,
+    PENDING,
+    RUNNING,
+    SKIPPED,
+    STOPPED,
+    SUCCEEDED,
+    LiveView,
+    StepState,
+    summary_table,
+)
+from mljob.validation import validate
+
+Obj = dict[str, Any]
+INSTALL_HINT = "pip install 'mljob-operator[local]'"
+REFRESH_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    app_dir: Path | None = None  # default: the manifest's folder
+    runs_dir: Path = Path("mljob-runs")
+    max_parallel: int | None = None  # default: the number of CPUs
+
+
+def check_manifest(mljob: Any) -> None:
+    errors = validate(mljob)
+    if errors:
+        raise LocalRunError("invalid MLJob:\n  " + "\n  ".join(errors))
+
+
+def check_requirements(mljob: Obj) -> None:
+    """Fail before starting anything when the machine cannot run every step."""
+    engines = {plan.engine_of(s) for s in mljob["spec"]["steps"]}
+    modules = {plan.SPARK_ENGINE: "pyspark", plan.RAY_ENGINE: "ray"}
+    for engine in sorted(engines):
+        if importlib.util.find_spec(modules[engine]) is None:
+            raise LocalRunError(
+                f"{modules[engine]} is not installed (needed for {engine} steps): {INSTALL_HINT}"
+            )
+    if plan.SPARK_ENGINE in engines and java_executable() is None:
+        raise LocalRunError(
+            "Java is not installed (Spark steps need it): install a JDK 17 or 21 "
+            "(e.g. `apt-get install openjdk-17-jre-headless`), "
+            "then put `java` on PATH or set JAVA_HOME"
+        )
+
+
+def java_executable() -> str | None:
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and (Path(java_home) / "bin" / "java").exists():
+        return str(Path(java_home) / "bin" / "java")
+    return shutil.which("java")
+
+
+def machine() -> plan.Machine:
+    memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    return plan.Machine(cpus=os.cpu_count() or 1, memory_mb=memory_mb)
+
+
+def make_layout(mljob: Obj, manifest: Path, options: RunOptions) -> plan.RunLayout:
+    name = mljob["metadata"]["name"]
+    root = plan.local_data_root(mljob["spec"].get("dataPath"), options.runs_dir)
+    parent = (root / name).resolve()
+    parent.mkdir(parents=True, exist_ok=True)
+    run = plan.next_run_number(p.name for p in parent.iterdir())
+    data_dir = plan.run_folder(root, name, run).resolve()
+    data_dir.mkdir(parents=True)
+    app_dir = (options.app_dir or manifest.parent).resolve()
+    return plan.RunLayout(app_dir=app_dir, data_dir=data_dir, run=run)
+
+
+class PipelineRun:
+    """The I/O half: processes, the Ray instance, the view."""
+
+    def __init__(self, mljob: Obj, layout: plan.RunLayout, options: RunOptions, out: TextIO):
+        self.mljob, self.layout, self.out = mljob, layout, out
+        self.name = mljob["metadata"]["name"]
+        self.steps = {s["name"]: s for s in mljob["spec"]["steps"]}
+        self.deps = plan.step_dependencies(mljob)
+        self.states = {n: StepState(n, plan.engine_of(s)) for n, s in self.steps.items()}
+        self.processes: dict[str, GroupProcess] = {}
+        self.machine = machine()
+        self.max_parallel = options.max_parallel or self.machine.cpus
+        self.ray: LocalRay | None = None
+        title = f"MLJob {self.name}, run {layout.run}: data and logs in {layout.data_dir}"
+        self.view = LiveView(title, list(self.states.values()), out)
+
+    def run(self) -> int:
+        try:
+            self._loop()
+        except KeyboardInterrupt:
+            self._stop_all(STOPPED)
+            self.view.message("Interrupted: stopped every step process and the local Ray instance.")
+        finally:
+            self._stop_ray()
+        return self._report()
+
+    def _loop(self) -> None:
+        failed = False
+        while True:
+            failed = self._collect_finished() or failed
+            if not failed:
+                self._start_ready()
+            self.view.refresh()
+            if not self.processes:
+                break
+            time.sleep(REFRESH_SECONDS)  # the live view's refresh rate
+        for state in self.states.values():
+            if state.status == PENDING:
+                state.status = SKIPPED
+        self.view.refresh()
+
+    def _start_ready(self) -> None:
+        succeeded = [n for n, s in self.states.items() if s.status == SUCCEEDED]
+        started = [n for n, s in self.states.items() if s.status != PENDING]
+        for name in plan.ready_steps(self.deps, succeeded, started):
+            if len(self.processes) >= self.max_parallel:
+                return
+            self._start(name)
+
+    def _start(self, name: str) -> None:
+        step, state = self.steps[name], self.states[name]
+        env = plan.step_env(self.mljob, step, self.layout)
+        if state.engine == plan.SPARK_ENGINE:
+            command = plan.spark_command(self.name, step, self.layout, self.machine, spark_submit())
+            env = {**os.environ, **env, **spark_process_env()}
+        else:
+            command = plan.ray_command(
+                step["ray"]["entrypoint"], self.layout.app_dir, sys.executable
+            )
+            env = {**os.environ, **plan.ray_driver_env(env, self._ray_address())}
+        log_file = self.layout.log_file(name)
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        log_file.write_text(f"$ {' '.join(command)}\n")
+        self.processes[name] = GroupProcess(command, env, self.layout.app_dir, log_file)
+        state.status, state.started = RUNNING, time.monotonic()
+
+    def _ray_address(self) -> str:
+        if self.ray is None:
+            self.view.message("Starting the local Ray instance ...")
+            self.ray = LocalRay(self.layout.log_dir / "ray-head.log", self.machine.cpus)
+        return self.ray.address
+
+    def _collect_finished(self) -> bool:
+        failed = False
+        for name, process in list(self.processes.items()):
+            code = process.exit_code()
+            if code is None:
+                continue
+            del self.processes[name]
+            state = self.states[name]
+            state.finished, state.exit_code = time.monotonic(), code
+            state.status = SUCCEEDED if code == 0 else FAILED
+            if code != 0:
+                failed = True
+                self._show_failure(state, process)
+        return failed
+
+    def _show_failure(self, state: StepState, process: GroupProcess) -> None:
+        tail = "\n".join("    " + line for line in log_tail(process.log_file))
+        self.view.message(
+            f"Step {state.name} failed (exit code {state.exit_code}); last lines of "
+            f"{process.log_file}:\n{tail}"
+        )
+
+    def _stop_all(self, status: str) -> None:
+        for name, process in list(self.processes.items()):
+            process.stop()
+            state = self.states[name]
+            state.status, state.finished = status, time.monotonic()
+        self.processes.clear()
+        for state in self.states.values():
+            if state.status == PENDING:
+                state.status = SKIPPED
+
+    def _stop_ray(self) -> None:
+        if self.ray is not None:
+            self.ray.stop()
+            self.ray = None
+
+    def _report(self) -> int:
+        self.view.refresh()
+        print("\n" + summary_table(list(self.states.values()), time.monotonic()), file=self.out)
+        ok = all(s.status == SUCCEEDED for s in self.states.values())
+        verdict = "succeeded" if ok else "did not succeed"
+        print(
+            f"\nRun {self.layout.run} of {self.name} {verdict}. "
+            f"Outputs: {self.layout.data_dir}  Logs: {self.layout.log_dir}",
+            file=self.out,
+            flush=True,
+        )
+        return 0 if ok else 1
+
+
+def spark_home() -> Path:
+    import pyspark
+
+    return Path(pyspark.__file__).parent
+
+
+def spark_submit() -> str:
+    return str(spark_home() / "bin" / "spark-submit")
+
+
+def spark_process_env() -> dict[str, str]:
+    """The pip-installed PySpark is the Spark distribution; its Python is this one."""
+    env = {
+        "SPARK_HOME": str(spark_home()),
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+    }
+    java = java_executable()
+    if java and "JAVA_HOME" not in os.environ:
+        env["JAVA_HOME"] = str(Path(os.path.realpath(java)).parent.parent)
+    return env
+
+
+def run_local(
+    mljob: Any, manifest: Path, options: RunOptions | None = None, out: TextIO = sys.stdout
+) -> int:
+    """Validate, check the machine, run. Returns the exit code (0 only on success)."""
+    options = options or RunOptions()
+    check_manifest(mljob)
+    check_requirements(mljob)
+    layout = make_layout(mljob, manifest, options)
+    return PipelineRun(mljob, layout, options, out).run()
