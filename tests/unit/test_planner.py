@@ -1,0 +1,202 @@
+import copy
+
+from mljob_corpus import mljob, ray_step, spark_step
+from planner_world import T0, World
+
+from mljob import constants as c
+from mljob.planner import Create, plan, record_create_rejected
+
+
+def condition(status, kind):
+    return next(x for x in status["conditions"] if x["type"] == kind)
+
+
+def test_happy_path_spark_then_ray():
+    world = World(mljob())
+    first = world.reconcile()
+    assert [(a.kind, a.name) for a in first.actions] == [(c.SPARK_KIND, "churn-prepare-r1")]
+    assert world.status["phase"] == c.RUNNING and world.status["progress"] == "0/2"
+    assert condition(world.status, "Reconciling")["status"] == "True"
+    assert condition(world.status, "Ready")["status"] == "False"
+    assert world.step("train")["attempts"] == 0  # waits for prepare
+    assert world.reconcile().actions == []
+
+    world.finish("prepare")
+    second = world.reconcile()
+    assert [(a.kind, a.name) for a in second.actions] == [(c.RAY_JOB_KIND, "churn-train-r1")]
+    assert world.step("prepare")["phase"] == c.SUCCEEDED
+    assert world.status["currentStep"] == "train" and world.status["progress"] == "1/2"
+
+    world.finish("train")
+    world.reconcile()
+    status = world.status
+    assert status["phase"] == c.SUCCEEDED and status["progress"] == "2/2"
+    assert condition(status, "Ready")["status"] == "True"
+    assert condition(status, "Succeeded")["status"] == "True"
+    assert status["completionTime"] and status["startTime"] and status["observedGeneration"] == 1
+    reasons = [e.reason for e in world.events]
+    assert reasons == [
+        "StepStarted",
+        "PipelineRunning",
+        "StepSucceeded",
+        "StepStarted",
+        "StepSucceeded",
+        "PipelineSucceeded",
+    ]
+
+
+def test_replanning_is_idempotent_and_reapply_changes_nothing():
+    world = World(mljob())
+    world.reconcile()
+    world.finish("prepare")
+    world.reconcile()
+    before = copy.deepcopy(world.status)
+    again = plan(world.mljob, list(world.children.values()), T0.replace(year=2030))
+    assert again.actions == [] and again.events == [] and again.status == before
+
+
+def test_spark_failure_fails_pipeline_with_child_error_and_starts_nothing():
+    world = World(mljob())
+    world.reconcile()
+    world.finish("prepare", ok=False)
+    result = world.reconcile()
+    assert result.actions == []
+    status = world.status
+    assert status["phase"] == c.FAILED and status["currentStep"] == "prepare"
+    stalled = condition(status, "Stalled")
+    assert stalled["status"] == "True" and stalled["reason"] == "StepPrepareSparkApplicationFailed"
+    assert "driver exited 1" in stalled["message"]
+    assert condition(status, "Succeeded")["status"] == "False"
+    assert ("Warning", "StepFailed") in [(e.type, e.reason) for e in result.events]
+    assert world.reconcile().actions == []
+
+
+def test_ray_failure_message_carries_reason_and_message():
+    world = World(mljob())
+    world.reconcile()
+    world.finish("prepare")
+    world.reconcile()
+    world.finish("train", ok=False)
+    world.reconcile()
+    assert condition(world.status, "Stalled")["message"].endswith("AppFailed: OOM")
+    assert condition(world.status, "Stalled")["reason"] == "StepTrainRayJobFailed"
+
+
+def test_succeeded_step_stays_succeeded_when_its_child_is_deleted_by_ttl():
+    world = World(mljob())
+    world.reconcile()
+    world.finish("prepare")
+    world.reconcile()
+    world.children.pop((c.SPARK_KIND, "churn-prepare-r1"))
+    world.reconcile()
+    assert world.step("prepare")["phase"] == c.SUCCEEDED
+    assert world.created.count((c.SPARK_KIND, "churn-prepare-r1")) == 1
+
+
+def test_lost_status_write_adopts_the_existing_child():
+    world = World(mljob())
+    world.reconcile()
+    world.mljob["status"] = {}  # the glue crashed after the create
+    assert world.reconcile().actions == []
+    assert world.step("prepare")["child"] == "churn-prepare-r1"
+
+
+def test_dag_parallel_branches_join():
+    steps = [
+        spark_step("prepare"),
+        ray_step("train", dependsOn=["prepare"]),
+        spark_step("stats", dependsOn=["prepare"]),
+        spark_step("report", dependsOn=["train", "stats"]),
+    ]
+    world = World(mljob(steps))
+    world.reconcile()
+    world.finish("prepare")
+    started = {a.step for a in world.reconcile().actions}
+    assert started == {"train", "stats"}
+    assert world.status["currentStep"] == "train,stats"
+    world.finish("stats")
+    assert world.reconcile().actions == []  # report waits for train too
+    world.finish("train")
+    assert [a.step for a in world.reconcile().actions] == ["report"]
+    world.finish("report")
+    world.reconcile()
+    assert world.status["phase"] == c.SUCCEEDED
+
+
+def test_shared_ray_cluster_created_once_before_first_ray_step_and_deleted_at_end():
+    steps = [
+        spark_step("prepare"),
+        {"name": "train", "ray": {"entrypoint": "python t.py"}},
+        {"name": "tune", "ray": {"entrypoint": "python u.py"}},
+    ]
+    world = World(mljob(steps, rayCluster={"rayVersion": "2.49.0"}))
+    world.reconcile()
+    assert (c.RAY_CLUSTER_KIND, "churn-r1-ray") not in world.created
+    world.finish("prepare")
+    actions = world.reconcile().actions
+    assert [(a.kind, a.name) for a in actions] == [
+        (c.RAY_CLUSTER_KIND, "churn-r1-ray"),
+        (c.RAY_JOB_KIND, "churn-train-r1"),
+    ]
+    assert actions[1].body["spec"]["clusterSelector"] == {"ray.io/cluster": "churn-r1-ray"}
+    world.set_status(
+        c.RAY_CLUSTER_KIND,
+        "churn-r1-ray",
+        {"conditions": [{"type": "HeadPodReady", "status": "True"}]},
+    )
+    world.reconcile()
+    assert world.status["rayCluster"] == {"name": "churn-r1-ray", "state": "Ready"}
+    world.finish("train")
+    assert [a.name for a in world.reconcile().actions] == ["churn-tune-r1"]  # cluster reused
+    world.finish("tune")
+    world.reconcile()
+    assert world.deleted == [(c.RAY_CLUSTER_KIND, "churn-r1-ray")]
+    world.reconcile()
+    assert world.status["rayCluster"]["state"] == "Deleted"
+    assert world.created.count((c.RAY_CLUSTER_KIND, "churn-r1-ray")) == 1
+
+
+def test_invalid_spec_fails_with_reason_and_no_actions():
+    bad = mljob([spark_step("a", dependsOn=["b"]), spark_step("b")])
+    result = plan(bad, [], T0)
+    assert result.actions == []
+    assert result.status["phase"] == c.FAILED
+    stalled = condition(result.status, "Stalled")
+    assert stalled["reason"] == c.REASON_INVALID_SPEC and "dependency cycle" in stalled["message"]
+    again = plan({**bad, "status": result.status}, [], T0.replace(year=2030))
+    assert again.status == result.status and again.events == []
+
+
+def test_rejected_create_fails_the_step_once():
+    world = World(mljob())
+    first = world.reconcile()
+    rejected = record_create_rejected(
+        world.status, first.actions[0].step, "spec.type: Unsupported", T0
+    )
+    world.mljob["status"] = rejected.status
+    assert world.step("prepare")["childState"] == c.CHILD_STATE_CREATE_REJECTED
+    assert rejected.status["phase"] == c.FAILED
+    assert condition(rejected.status, "Stalled")["reason"] == "StepPrepareSparkApplicationRejected"
+    assert "Unsupported" in condition(rejected.status, "Stalled")["message"]
+    world.children.clear()
+    assert world.reconcile().actions == []  # never retried in a loop
+    assert world.status["phase"] == c.FAILED
+
+
+def test_suspend_starts_nothing():
+    result = plan(mljob(suspend=True), [], T0)
+    assert result.actions == [] and result.status["phase"] == c.SUSPENDED
+
+
+def test_condition_transition_time_kept_while_status_unchanged():
+    world = World(mljob())
+    world.reconcile()
+    first = condition(world.status, "Reconciling")["lastTransitionTime"]
+    world.finish("prepare")
+    world.reconcile()
+    assert condition(world.status, "Reconciling")["lastTransitionTime"] == first
+
+
+def test_create_actions_carry_the_step():
+    result = plan(mljob(), [], T0)
+    assert isinstance(result.actions[0], Create) and result.actions[0].step == "prepare"
