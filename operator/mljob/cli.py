@@ -35,7 +35,7 @@ def load_manifest(path: str) -> Obj:
     try:
         documents = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as e:
-        raise UserError(f"{path} is not valid YAML: {e}") from e
+        raise UserError(f"{path} is not valid YAML: {' '.join(str(e).split())}") from e
     mljobs = [d for d in documents if isinstance(d, dict) and d.get("kind") == c.KIND]
     if len(mljobs) != 1:
         raise UserError(

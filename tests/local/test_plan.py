@@ -46,7 +46,10 @@ def test_remote_data_paths_map_under_the_runs_dir_local_ones_stay() -> None:
 
 
 def test_step_env_is_the_cluster_env_with_a_local_data_path() -> None:
-    step = {"name": "t", "ray": {"entrypoint": "python t.py", "runtimeEnv": {"env_vars": {"A": "1"}}}}
+    step = {
+        "name": "t",
+        "ray": {"entrypoint": "python t.py", "runtimeEnv": {"env_vars": {"A": "1"}}},
+    }
     job = mljob([step])
     job["spec"]["env"] = [{"name": "B", "value": "2"}]
     layout = plan.RunLayout(app_dir=APP, data_dir=Path("/runs/x/run-4"), run=4)
