@@ -43,3 +43,20 @@ def namespace(api_client) -> Iterator[str]:
     core.create_namespace({"metadata": {"name": name}})
     yield name
     core.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def operator_process(control_plane: ControlPlane, tmp_path_factory) -> Iterator:
+    """The operator as its own process (`kopf run -m mljob.handlers`), shared by the tests
+    that only need a running operator; fault tests start their own."""
+    from mljob.testing.operator_process import OperatorProcess
+
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    process = OperatorProcess(control_plane, log)
+    try:
+        process.start()
+    except ControlPlaneError as error:
+        pytest.fail(f"cannot start the operator: {error}", pytrace=False)
+    yield process
+    process.stop()
+    print(f"operator log: {log}")

@@ -1,0 +1,91 @@
+"""Kubernetes API calls of the operator: the only I/O the glue does besides Events.
+
+Each call maps the API's answers to what the reconciler needs to know: a 409 on create means the
+child exists already (deterministic names make creates idempotent), a 404 on delete means done,
+and any other refusal of a create is a `Rejected` carrying the API server's own message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client, config
+
+from mljob import constants as c
+
+Obj = dict[str, Any]
+Resource = tuple[str, str, str]  # (group, version, plural)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    status: int
+    message: str
+
+
+class Api:
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.objects = client.CustomObjectsApi(api_client)
+        self.requests: Counter[str] = Counter()  # by verb, for metrics and benchmarks
+
+    @classmethod
+    def from_environment(cls) -> Api:
+        """In-cluster service account when there is one, else the kubeconfig."""
+        configuration = client.Configuration()
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except config.ConfigException:
+            config.load_kube_config(client_configuration=configuration)
+        # Reconciles run in parallel threads; urllib3's default pool (4) would churn sockets.
+        configuration.connection_pool_maxsize = 32
+        return cls(client.ApiClient(configuration))
+
+    def create(self, resource: Resource, namespace: str, body: Obj) -> Obj | Rejected | None:
+        """Create with strict field validation. Returns the created object, None if it
+        already existed, or Rejected when the API server refused it."""
+        group, version, plural = resource
+        self.requests["create"] += 1
+        try:
+            return self.objects.create_namespaced_custom_object(
+                group, version, namespace, plural, body, field_validation="Strict"
+            )
+        except client.ApiException as error:
+            if error.status == 409:
+                return None
+            if error.status in (400, 403, 422):
+                return Rejected(error.status, _message(error))
+            raise
+
+    def delete(self, resource: Resource, namespace: str, name: str) -> None:
+        group, version, plural = resource
+        self.requests["delete"] += 1
+        try:
+            self.objects.delete_namespaced_custom_object(
+                group, version, namespace, plural, name, propagation_policy="Background"
+            )
+        except client.ApiException as error:
+            if error.status != 404:
+                raise
+
+    def patch_mljob_status(self, namespace: str, name: str, status: Obj) -> Obj | None:
+        """Merge-patch the status subresource (never the spec). None if the MLJob is gone."""
+        self.requests["patch"] += 1
+        try:
+            return self.objects.patch_namespaced_custom_object_status(
+                c.GROUP, c.VERSION, namespace, c.PLURAL, name, {"status": status}
+            )
+        except client.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+
+def _message(error: client.ApiException) -> str:
+    """The API server's own message from a Status body, else the HTTP reason."""
+    try:
+        return json.loads(error.body)["message"]
+    except (TypeError, ValueError, KeyError):
+        return f"{error.status} {error.reason}"
