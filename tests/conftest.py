@@ -11,6 +11,11 @@ from mljob.testing.binaries import BinaryError
 from mljob.testing.controlplane import ControlPlane, ControlPlaneError
 
 
+# The shared operator serves namespaces named t-*; tests that run their own operator (fault
+# injection, peering) use other names so that exactly one operator acts on their objects.
+SHARED_OPERATOR_PREFIX = "t-"
+
+
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlane]:
     """A real etcd + kube-apiserver + garbage collector with the upstream CRDs installed.
@@ -38,7 +43,7 @@ def namespace(api_client) -> Iterator[str]:
     """A fresh namespace per test, so tests never see each other's objects."""
     from kubernetes import client
 
-    name = f"t-{uuid.uuid4().hex[:10]}"
+    name = f"{SHARED_OPERATOR_PREFIX}{uuid.uuid4().hex[:10]}"
     core = client.CoreV1Api(api_client)
     core.create_namespace({"metadata": {"name": name}})
     yield name
@@ -52,7 +57,7 @@ def operator_process(control_plane: ControlPlane, tmp_path_factory) -> Iterator:
     from mljob.testing.operator_process import OperatorProcess
 
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    process = OperatorProcess(control_plane, log)
+    process = OperatorProcess(control_plane, log, namespaces=[f"{SHARED_OPERATOR_PREFIX}*"])
     try:
         process.start()
     except ControlPlaneError as error:

@@ -18,6 +18,7 @@ import copy
 import datetime
 import logging
 import os
+import signal
 from collections.abc import Iterable
 from typing import Any
 
@@ -32,6 +33,9 @@ Obj = dict[str, Any]
 Key = tuple[str, str]  # (namespace, MLJob name)
 
 RESYNC_SECONDS = float(os.environ.get("MLJOB_RESYNC_SECONDS", "60"))
+# How long a peer's keep-alive counts; a standby replica takes over at most this long after the
+# active one died without saying goodbye (SIGKILL, node loss).
+PEERING_LIFETIME_SECONDS = int(os.environ.get("MLJOB_PEERING_LIFETIME_SECONDS", "60"))
 
 CHILD_RESOURCES = {
     c.SPARK_KIND: ("sparkoperator.k8s.io", "v1beta2", c.SPARK_PLURAL),
@@ -111,7 +115,7 @@ def raycluster_children(namespace: str, labels: kopf.Labels, body: kopf.Body, **
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
     # Our own Events tell the story; kopf's per-handler Events would only add noise.
     settings.posting.level = logging.WARNING
-    settings.persistence.finalizer = "mljob.io/kopf-finalizer"  # never used: no on.delete
+    settings.peering.lifetime = PEERING_LIFETIME_SECONDS
     state.api = kube.Api.from_environment()
     # Index objects are live views: keep them for the resync loop and for reconcile.
     state.indexes = {name: kwargs[name] for name in INDEX_NAMES}
@@ -251,6 +255,7 @@ async def _apply_actions(mljob: Obj, result: Plan) -> Plan:
             events += rejected.events
         elif outcome is not None:
             state.created.setdefault(key, {})[(action.kind, action.name)] = outcome
+            _failpoint("after-create")
     return Plan([], status, _dedupe(events))
 
 
@@ -281,6 +286,13 @@ def _forget(key: Key) -> None:
     state.latest.pop(key, None)
     state.created.pop(key, None)
     state.locks.pop(key, None)
+
+
+def _failpoint(name: str) -> None:
+    """Crash here, as SIGKILL would, when MLJOB_FAILPOINT names this point: the fault tests
+    use it to kill the operator between a child create and the status write that records it."""
+    if os.environ.get("MLJOB_FAILPOINT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _now() -> datetime.datetime:

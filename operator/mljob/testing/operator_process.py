@@ -28,6 +28,8 @@ def _free_port() -> int:
 class OperatorProcess:
     control_plane: ControlPlane
     log_path: Path
+    # Namespaces (or kopf glob patterns such as "t-*") to serve; None serves all of them.
+    namespaces: list[str] | None = None
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     popen: subprocess.Popen | None = None
@@ -40,8 +42,7 @@ class OperatorProcess:
             "-m",
             "kopf",
             "run",
-            "--all-namespaces",
-            "--standalone",
+            *self._scope_args(),
             f"--liveness=http://127.0.0.1:{self.health_port}/healthz",
             "-m",
             "mljob.handlers",
@@ -60,6 +61,15 @@ class OperatorProcess:
         log.close()
         self._wait_ready(timeout)
         return self
+
+    def _scope_args(self) -> list[str]:
+        scope = [f"--namespace={ns}" for ns in self.namespaces or []] or ["--all-namespaces"]
+        peering = [a for a in self.extra_args if a.startswith("--peering")]
+        return scope if peering else [*scope, "--standalone"]
+
+    @property
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
 
     def _wait_ready(self, timeout: float) -> None:
         """kopf serves its liveness endpoint once startup handlers ran and indexes are

@@ -1,0 +1,178 @@
+"""Faults caused for real: the operator is SIGKILLed at chosen points, the API server restarts,
+and two operator replicas share the work by kopf peering. Each test runs its own operator(s) on
+a namespace the shared operator does not serve."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from kubernetes import client
+
+from mljob.testing.operator_process import OperatorProcess
+
+from .k8s import MLJOB, RAYJOB, SPARK, create, wait_for
+from .test_pipeline import (
+    children,
+    finish_rayjob,
+    finish_spark,
+    mljob,
+    ray,
+    spark,
+    wait_child,
+    wait_phase,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def own_namespace(api_client) -> Iterator[str]:
+    name = f"f-{uuid.uuid4().hex[:10]}"
+    client.CoreV1Api(api_client).create_namespace({"metadata": {"name": name}})
+    yield name
+    client.CoreV1Api(api_client).delete_namespace(name)
+
+
+@pytest.fixture
+def start_operator(
+    control_plane, own_namespace, tmp_path
+) -> Iterator[Callable[..., OperatorProcess]]:
+    started: list[OperatorProcess] = []
+
+    def start(*extra_args: str, env: dict[str, str] | None = None) -> OperatorProcess:
+        log = tmp_path / f"operator-{len(started)}.log"
+        process = OperatorProcess(
+            control_plane,
+            log,
+            namespaces=[own_namespace],
+            extra_args=list(extra_args),
+            env=env or {},
+        )
+        started.append(process)
+        return process.start()
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+def pipeline(name: str) -> dict:
+    return mljob(name, spark("prepare"), ray("train"))
+
+
+def assert_one_child_per_step(api_client, namespace: str) -> None:
+    spark_apps = children(api_client, SPARK, namespace)
+    ray_jobs = children(api_client, RAYJOB, namespace)
+    assert [a["metadata"]["name"] for a in spark_apps] == ["p-prepare-r1"]
+    assert [j["metadata"]["name"] for j in ray_jobs] == ["p-train-r1"]
+
+
+def test_operator_down_before_the_first_create(api_client, own_namespace, start_operator):
+    create(api_client, MLJOB, own_namespace, pipeline("p"))  # nobody is watching yet
+    start_operator()
+    app = wait_child(api_client, SPARK, own_namespace, "prepare")
+    finish_spark(api_client, own_namespace, app["metadata"]["name"])
+    finish_rayjob(
+        api_client,
+        own_namespace,
+        wait_child(api_client, RAYJOB, own_namespace, "train")["metadata"]["name"],
+    )
+    wait_phase(api_client, own_namespace, "p", "Succeeded")
+    assert_one_child_per_step(api_client, own_namespace)
+
+
+def test_killed_right_after_a_create_before_recording_it(api_client, own_namespace, start_operator):
+    crashing = start_operator(env={"MLJOB_FAILPOINT": "after-create"})
+    create(api_client, MLJOB, own_namespace, pipeline("p"))
+    wait_for(lambda: not crashing.running, "the operator to crash right after its first create")
+    app = wait_child(api_client, SPARK, own_namespace, "prepare")
+    status = get_status(api_client, own_namespace, "p")
+    assert not status.get("steps") or status["steps"][0]["attempts"] == 0, (
+        "create must not be recorded"
+    )
+
+    start_operator()  # no failpoint: it must adopt the child, not create another
+    recorded = wait_for(
+        lambda: get_status(api_client, own_namespace, "p").get("steps", [{}])[0].get("child"),
+        "the restarted operator to record the existing SparkApplication",
+    )
+    assert recorded == app["metadata"]["name"]
+    finish_spark(api_client, own_namespace, app["metadata"]["name"])
+    finish_rayjob(
+        api_client,
+        own_namespace,
+        wait_child(api_client, RAYJOB, own_namespace, "train")["metadata"]["name"],
+    )
+    wait_phase(api_client, own_namespace, "p", "Succeeded")
+    assert_one_child_per_step(api_client, own_namespace)
+
+
+def test_killed_between_a_terminal_child_and_the_next_step(
+    api_client, own_namespace, start_operator
+):
+    first = start_operator()
+    create(api_client, MLJOB, own_namespace, pipeline("p"))
+    app = wait_child(api_client, SPARK, own_namespace, "prepare")
+    wait_phase(api_client, own_namespace, "p", "Running")
+    first.kill()
+    finish_spark(api_client, own_namespace, app["metadata"]["name"])  # while nobody watches
+    assert not children(api_client, RAYJOB, own_namespace)
+
+    start_operator()
+    job = wait_child(api_client, RAYJOB, own_namespace, "train")
+    finish_rayjob(api_client, own_namespace, job["metadata"]["name"])
+    done = wait_phase(api_client, own_namespace, "p", "Succeeded")
+    assert [s["phase"] for s in done["status"]["steps"]] == ["Succeeded", "Succeeded"]
+    assert_one_child_per_step(api_client, own_namespace)
+
+
+def test_api_server_restart_mid_pipeline(control_plane, api_client, own_namespace, start_operator):
+    start_operator()
+    create(api_client, MLJOB, own_namespace, pipeline("p"))
+    app = wait_child(api_client, SPARK, own_namespace, "prepare")
+    wait_phase(api_client, own_namespace, "p", "Running")
+
+    control_plane.restart_apiserver()
+
+    finish_spark(api_client, own_namespace, app["metadata"]["name"])
+    job = wait_child(api_client, RAYJOB, own_namespace, "train")
+    finish_rayjob(api_client, own_namespace, job["metadata"]["name"])
+    wait_phase(api_client, own_namespace, "p", "Succeeded")
+    assert_one_child_per_step(api_client, own_namespace)
+
+
+def test_two_replicas_one_acts_and_the_standby_takes_over(
+    api_client, own_namespace, start_operator
+):
+    client.CustomObjectsApi(api_client).create_namespaced_custom_object(
+        "kopf.dev",
+        "v1",
+        own_namespace,
+        "kopfpeerings",
+        {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "mljob"}},
+    )
+    lifetime = {"MLJOB_PEERING_LIFETIME_SECONDS": "5"}
+    active = start_operator("--peering=mljob", "--priority=200", env=lifetime)
+    standby = start_operator("--peering=mljob", "--priority=100", env=lifetime)
+
+    create(api_client, MLJOB, own_namespace, pipeline("p"))
+    app = wait_child(api_client, SPARK, own_namespace, "prepare")
+    wait_phase(api_client, own_namespace, "p", "Running")
+    assert "Handler '" in active.log_tail(500), "the active replica handles the events"
+    assert "Handler '" not in standby.log_tail(500), "the standby must not act"
+
+    active.kill()  # no goodbye: the standby waits for the keep-alive to expire
+    finish_spark(api_client, own_namespace, app["metadata"]["name"])
+    job = wait_child(api_client, RAYJOB, own_namespace, "train")  # created by the standby
+    assert "Resuming operations" in standby.log_tail(500)
+    finish_rayjob(api_client, own_namespace, job["metadata"]["name"])
+    wait_phase(api_client, own_namespace, "p", "Succeeded")
+    assert_one_child_per_step(api_client, own_namespace)
+
+
+def get_status(api_client, namespace: str, name: str) -> dict:
+    from .k8s import get
+
+    return get(api_client, MLJOB, namespace, name).get("status") or {}
