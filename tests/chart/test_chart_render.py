@@ -1,0 +1,297 @@
+"""The Helm chart rendered by the real helm: lint, every install mode, the values schema, and the
+CRD coming from crds/ (one source of truth)."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+import tomllib
+
+import pytest
+import yaml
+
+from .helm import CHART, REPO_ROOT, container, find, helm, one, render
+
+LABELS = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/managed-by",
+    "helm.sh/chart",
+)
+# Exactly what the operator does (operator/mljob/kube.py, handlers.py) plus kopf's own needs.
+NAMESPACED_RULES = {
+    ("mljob.io", "mljobs"): {"list", "watch"},
+    ("mljob.io", "mljobs/status"): {"patch"},
+    ("sparkoperator.k8s.io", "sparkapplications"): {"list", "watch", "create", "delete"},
+    ("ray.io", "rayjobs"): {"list", "watch", "create", "delete"},
+    ("ray.io", "rayclusters"): {"list", "watch", "create", "delete"},
+    ("", "events"): {"create"},
+}
+CRD_RULES = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
+
+
+def rules_of(role: dict) -> dict[tuple[str, str], set[str]]:
+    """A role's rules as {(apiGroup, resource): verbs}."""
+    flat: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        assert "resourceNames" not in rule and "nonResourceURLs" not in rule
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                flat.setdefault((group, resource), set()).update(rule["verbs"])
+    return flat
+
+
+def args_of(objects: list[dict]) -> list[str]:
+    return container(objects)["args"]
+
+
+def test_helm_lint_strict():
+    result = helm("lint", "--strict", str(CHART))
+    assert "0 chart(s) failed" in result.stdout
+
+
+def test_chart_app_version_is_the_package_version():
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    assert chart["appVersion"] == project["version"]
+
+
+def test_default_is_a_cluster_wide_standalone_deployment():
+    objects = render()
+    for o in objects:
+        labels = o["metadata"]["labels"]
+        assert all(key in labels for key in LABELS), o["metadata"]["name"]
+    assert {o["kind"] for o in objects} == {
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Service",
+        "Deployment",
+    }
+    deployment = one(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    operator = container(objects)
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert operator["image"] == f"ghcr.io/mljob-operator/mljob-operator:{chart['appVersion']}"
+    assert operator["args"] == [
+        "--all-namespaces",
+        "--standalone",
+        "--liveness=http://0.0.0.0:8081/healthz",
+        "--log-format=full",
+        "-m",
+        "mljob.handlers",
+    ]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert operator[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert {p["name"]: p["containerPort"] for p in operator["ports"]} == {
+        "metrics": 8080,
+        "health": 8081,
+    }
+    assert operator["resources"]["requests"] and operator["resources"]["limits"]
+
+    roles = {r["metadata"]["name"]: rules_of(r) for r in find(objects, "ClusterRole")}
+    assert roles == {
+        "mljob-mljob-operator": NAMESPACED_RULES,
+        "mljob-mljob-operator-crds": CRD_RULES,
+    }
+    sa = one(objects, "ServiceAccount")
+    for binding in find(objects, "ClusterRoleBinding"):
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "mljob-system"}
+        ]
+    service = one(objects, "Service")
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    assert (
+        service["spec"]["selector"].items()
+        <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
+
+
+def test_security_context_is_restricted():
+    objects = render()
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    context = container(objects)["securityContext"]
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["runAsNonRoot"] is True
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+    # The only writable path is /tmp, an emptyDir.
+    assert container(objects)["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert pod["volumes"][0]["emptyDir"]
+
+
+def test_no_rule_anywhere_grants_secrets_or_wildcards():
+    for values in ({}, {"watchNamespaces": "{a,b}", "replicaCount": "2"}, {"replicaCount": "3"}):
+        for role in find(render(values), "ClusterRole") + find(render(values), "Role"):
+            for rule in role["rules"]:
+                assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
+                assert not {"secrets", "configmaps", "pods"} & set(rule["resources"])
+                assert not {"update", "deletecollection", "escalate", "bind", "impersonate"} & set(
+                    rule["verbs"]
+                )
+
+
+def test_namespaced_install_has_roles_only_in_the_listed_namespaces():
+    objects = render({"watchNamespaces": "{team-a,team-b}"})
+    roles = find(objects, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    assert all(rules_of(r) == NAMESPACED_RULES for r in roles)
+    bindings = find(objects, "RoleBinding")
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    # The only cluster-scoped grant: reading CRDs (optional).
+    (crd_role,) = find(objects, "ClusterRole")
+    assert rules_of(crd_role) == CRD_RULES
+    assert args_of(objects)[:3] == ["--namespace=team-a", "--namespace=team-b", "--standalone"]
+
+    without_crd_read = render({"watchNamespaces": "{team-a}", "rbac.readCRDs": "false"})
+    assert not find(without_crd_read, "ClusterRole")
+    assert not find(without_crd_read, "ClusterRoleBinding")
+
+
+def test_two_replicas_are_a_statefulset_with_peering_and_distinct_priorities():
+    objects = render({"replicaCount": "2"})
+    assert not find(objects, "Deployment")
+    statefulset = one(objects, "StatefulSet")
+    assert statefulset["spec"]["replicas"] == 2
+    assert statefulset["spec"]["podManagementPolicy"] == "Parallel"
+    args = args_of(objects)
+    assert "--standalone" not in args
+    assert "--peering=mljob-mljob-operator" in args
+    # The priority comes from the pod's ordinal: distinct for every replica.
+    assert "--priority=$(POD_INDEX)" in args
+    env = {e["name"]: e for e in container(objects)["env"]}
+    assert env["POD_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.labels['apps.kubernetes.io/pod-index']"
+    )
+    assert env["POD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    peering = one(objects, "ClusterKopfPeering")
+    assert peering["metadata"]["name"] == "mljob-mljob-operator"
+    role = rules_of(next(r for r in find(objects, "ClusterRole") if "crds" not in str(r)))
+    assert role[("kopf.dev", "clusterkopfpeerings")] == {"list", "watch"}
+    assert role[("kopf.dev", "clusterkopfpeerings/status")] == {"patch"}
+
+
+def test_two_replicas_namespaced_use_a_kopfpeering_per_namespace():
+    objects = render({"replicaCount": "2", "watchNamespaces": "{a,b}", "peering.name": "p"})
+    peerings = find(objects, "KopfPeering")
+    assert sorted((p["metadata"]["namespace"], p["metadata"]["name"]) for p in peerings) == [
+        ("a", "p"),
+        ("b", "p"),
+    ]
+    assert not find(objects, "ClusterKopfPeering")
+    for role in find(objects, "Role"):
+        rules = rules_of(role)
+        assert rules[("kopf.dev", "kopfpeerings/status")] == {"patch"}
+        assert ("kopf.dev", "clusterkopfpeerings") not in rules
+
+
+def test_service_monitor_selects_the_metrics_service():
+    objects = render(
+        {"metrics.serviceMonitor.enabled": "true", "metrics.serviceMonitor.labels.release": "prom"}
+    )
+    monitor = one(objects, "ServiceMonitor")
+    service = one(objects, "Service")
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert not find(render(), "ServiceMonitor")
+
+
+def test_pod_disruption_budget_needs_two_replicas():
+    objects = render({"podDisruptionBudget.enabled": "true", "replicaCount": "2"})
+    pdb = one(objects, "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert (
+        pdb["spec"]["selector"]["matchLabels"].items()
+        <= one(objects, "StatefulSet")["spec"]["template"]["metadata"]["labels"].items()
+    )
+    refused = helm(
+        "template", "x", str(CHART), "--set", "podDisruptionBudget.enabled=true", check=False
+    )
+    assert refused.returncode != 0 and "block every node drain" in refused.stderr
+
+
+def test_image_tag_and_digest_overrides():
+    assert container(render({"image.tag": "1.2.3"}))["image"].endswith(":1.2.3")
+    digest = "sha256:" + "a" * 64
+    assert container(render({"image.digest": digest}))["image"].endswith("@" + digest)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["--set", "replicaCount=two"], "/replicaCount"),
+        (["--set", "replicaCount=0"], "/replicaCount"),
+        (["--set", "replicaSount=2"], "additional properties 'replicaSount'"),
+        (["--set", "image.tagg=1"], "additional properties 'tagg'"),
+        (["--set", "image.pullPolicy=Sometimes"], "/image/pullPolicy"),
+        (["--set", "watchNamespaces=team-a"], "/watchNamespaces"),
+        (["--set", "watchNamespaces={Team_A}"], "/watchNamespaces/0"),
+        (["--set", "rbac.create=yes"], "/rbac/create"),
+        (["--set", "operator.logFormat=xml"], "/operator/logFormat"),
+        (["--set", "ports.metrics=70000"], "/ports/metrics"),
+        (["--set", "metrics.serviceMonitor.interval=often"], "/metrics/serviceMonitor/interval"),
+        (["--set", "image.digest=latest"], "/image/digest"),
+        (["--set", "webhook.enabled=true"], "/webhook/enabled"),
+        (["--set-json", 'resources={"requests":{"cpu":"1"},"limitz":{}}'], "limitz"),
+    ],
+)
+def test_values_schema_rejects_wrong_values(values, message):
+    result = helm("template", "x", str(CHART), *values, check=False)
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema" in result.stderr
+    assert message in result.stderr
+
+
+def test_values_file_and_schema_agree():
+    """Every key of values.yaml is described by the schema (additionalProperties is false)."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def walk(value, node, path):
+        if node.get("additionalProperties") is False:
+            for key, child in value.items():
+                assert key in node["properties"], f"values.yaml key {path}.{key} not in schema"
+                walk(child, node["properties"][key], f"{path}.{key}")
+
+    walk(values, schema, "")
+
+
+def test_crds_come_from_the_repository_crds_folder(tmp_path):
+    """One source of truth: charts/mljob-operator/crds is a symlink to crds/, and both
+    `helm template --include-crds` and the packaged chart carry the files unchanged."""
+    link = CHART / "crds"
+    assert link.is_symlink() and link.resolve() == (REPO_ROOT / "crds").resolve()
+    repo_crds = {p.name: p.read_text() for p in (REPO_ROOT / "crds").glob("*.yaml")}
+    assert "mljob.io_mljobs.yaml" in repo_crds
+
+    rendered = render(extra=["--include-crds"])
+    names = {o["metadata"]["name"] for o in find(rendered, "CustomResourceDefinition")}
+    expected = {
+        doc["metadata"]["name"]
+        for text in repo_crds.values()
+        for doc in yaml.safe_load_all(text)
+        if doc
+    }
+    assert names == expected
+    # The MLJob CRD, and kopf's peering CRDs for replicaCount > 1 (the chart creates peerings).
+    assert {"mljobs.mljob.io", "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"} <= names
+
+    helm("package", str(CHART), "--destination", str(tmp_path))
+    (package,) = tmp_path.glob("mljob-operator-*.tgz")
+    with tarfile.open(package) as tar:
+        packaged = {
+            member.name.rsplit("/", 1)[1]: tar.extractfile(member).read().decode()
+            for member in tar.getmembers()
+            if member.name.startswith("mljob-operator/crds/")
+        }
+    assert packaged == repo_crds
