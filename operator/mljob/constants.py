@@ -43,6 +43,24 @@ STEP_NAME_MAX = 30
 MAX_STEPS = 50
 MAX_DEPENDS_ON = 20
 MAX_RETRIES = 10
+MAX_DEADLINE_SECONDS = 31_536_000  # one year; also spec.ttlSecondsAfterFinished
+MAX_BACKOFF_SECONDS = 86_400
+
+# --- lifecycle defaults (in code, not in the CRD: see docs/lifecycle.md) -----------------------
+DEFAULT_BACKOFF_SECONDS = 10  # first retry waits this long, then doubles per failed attempt
+DEFAULT_MAX_BACKOFF_SECONDS = 600  # the cap of that doubling
+MAX_FAILURE_HISTORY = 5  # status.steps[].failures keeps the last few attempts' errors
+MAX_RUN_HISTORY = 10  # status.runs keeps the last few previous runs
+
+# spec.onSpecChange: what a changed spec does to a run in progress.
+WAIT_FOR_RUNNING = "WaitForRunning"  # default: children already running finish, then a new run
+CANCEL_RUNNING = "CancelRunning"  # delete the running children now, then a new run
+SPEC_CHANGE_POLICIES = (WAIT_FOR_RUNNING, CANCEL_RUNNING)
+# Top-level spec fields that steer the current run instead of defining it: changing them never
+# starts a new run (they are left out of status.specHash).
+RUN_CONTROL_FIELDS = frozenset(
+    {"suspend", "ttlSecondsAfterFinished", "activeDeadlineSeconds", "onSpecChange"}
+)
 
 # --- labels, env -------------------------------------------------------------------------------
 LABEL_NAME = "mljob.io/name"
@@ -65,8 +83,10 @@ RUNNING = "Running"
 SUCCEEDED = "Succeeded"
 FAILED = "Failed"
 SUSPENDED = "Suspended"
+RETRYING = "Retrying"  # a step between a failed attempt and the next one (backoff)
+CANCELLED = "Cancelled"  # a run ended by a spec change before it finished (status.runs only)
 PIPELINE_PHASES = (PENDING, RUNNING, SUCCEEDED, FAILED, SUSPENDED)
-STEP_PHASES = (PENDING, RUNNING, SUCCEEDED, FAILED)
+STEP_PHASES = (PENDING, RUNNING, RETRYING, SUCCEEDED, FAILED)
 TERMINAL_PHASES = frozenset({SUCCEEDED, FAILED})
 
 # --- conditions (metav1.Condition types) and reasons -------------------------------------------
@@ -82,12 +102,17 @@ REASON_PENDING = "Pending"
 REASON_SUSPENDED = "Suspended"
 REASON_SUCCEEDED = "Succeeded"
 REASON_FAILED = "Failed"
+REASON_DEADLINE_EXCEEDED = "ActiveDeadlineExceeded"
+REASON_WAITING_FOR_RUN = "WaitingForRunningSteps"
 
 # Event reasons on the MLJob.
 EVENT_STEP_STARTED = "StepStarted"
 EVENT_STEP_SUCCEEDED = "StepSucceeded"
 EVENT_STEP_FAILED = "StepFailed"
+EVENT_STEP_RETRYING = "StepRetrying"
 EVENT_RAY_CLUSTER_CREATED = "RayClusterCreated"
+EVENT_RUN_STARTED = "RunStarted"
+EVENT_CHILDREN_DELETED = "ChildrenDeleted"
 EVENT_PIPELINE = {
     RUNNING: "PipelineRunning",
     SUCCEEDED: "PipelineSucceeded",
@@ -95,7 +120,12 @@ EVENT_PIPELINE = {
     SUSPENDED: "PipelineSuspended",
 }
 
-# Raw childState recorded when the API server refused to create a child.
+# childState values the operator records for failures it decides itself (not a child's state).
 CHILD_STATE_CREATE_REJECTED = "CreateRejected"
+CHILD_STATE_DELETED = "Deleted"  # removed by someone else while it ran
+CHILD_STATE_START_DEADLINE = "StartDeadlineExceeded"
+CHILD_STATE_ACTIVE_DEADLINE = "ActiveDeadlineExceeded"
+CHILD_STATE_PIPELINE_DEADLINE = "PipelineDeadlineExceeded"
+CHILD_STATE_CANCELLED = "Cancelled"  # deleted because a spec change cancelled its run
 # Conditions and messages are bounded by metav1.Condition (32768); keep ours well below.
 MAX_MESSAGE = 4096

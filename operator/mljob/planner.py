@@ -5,6 +5,23 @@ when its child disappears (Spark `timeToLiveSeconds`), a failed step stays faile
 recorded in status is never created again. Child names are deterministic, so a status write lost
 after a create is repaired by adopting the existing child (or by the glue's 409 on re-create).
 
+Lifecycle (docs/lifecycle.md tells it from a user's side):
+- Runs: status.specHash is a hash of the spec without its run-control fields (suspend, TTL,
+  pipeline deadline, onSpecChange). A different hash ends the current run (spec.onSpecChange:
+  WaitForRunning lets the live children finish, CancelRunning deletes them) and starts run+1;
+  the same hash (a re-apply, a suspend flip) never starts anything.
+- Attempts: a failed attempt (child Failed, a step deadline, the child deleted by someone
+  else) is retried with a new child `-a<n>` after an exponential backoff while `retries` allow;
+  status.steps[].failures keeps the last errors. Succeeded steps never run again.
+- Deadlines count from the later of the child's creation (the run's start for the pipeline
+  deadline) and status.resumeTime, and are not enforced while suspended (a Kubernetes Job's
+  activeDeadlineSeconds behaves the same).
+- Suspend: nothing starts; live children are patched `spec.suspend: true` where their kind
+  allows it and back to false on resume (status.steps[].childSuspended remembers which).
+- TTL: once the run ended and ttlSecondsAfterFinished passed, every child is deleted once
+  (status.childrenDeletedTime); the MLJob and its status stay.
+- Plan.requeue_after: seconds until the next time-based change (a backoff, a deadline, the TTL).
+
 Shared RayCluster (spec.rayCluster): it is created in the same plan as the first RayJob that
 needs it, ahead of it, and the RayJob is NOT held back until HeadPodReady: KubeRay's RayJob
 controller itself waits in Initializing until the selected cluster is ready before submitting
@@ -16,8 +33,10 @@ deleted once the pipeline has ended and no Ray step is still active on it.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from mljob import builders, naming, states
@@ -25,6 +44,7 @@ from mljob import constants as c
 from mljob.validation import dependencies, validate
 
 Obj = dict[str, Any]
+ChildKey = tuple[str, str]  # (kind, name)
 
 
 @dataclass(frozen=True)
@@ -45,13 +65,28 @@ class Create:
 
 @dataclass(frozen=True)
 class Delete:
+    """Delete this child (a 404 means it is gone already: treat as done)."""
+
     api_version: str
     kind: str
     name: str
     namespace: str
 
 
-Action = Create | Delete
+@dataclass(frozen=True)
+class Patch:
+    """A JSON merge patch (RFC 7386) on a live child; only ever `{"spec": {"suspend": bool}}`,
+    the one field a running SparkApplication or RayJob takes without restarting (a 404 means
+    the child is gone: ignore it, the next plan sees that)."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str
+    patch: Obj
+
+
+Action = Create | Delete | Patch
 
 
 class Event(NamedTuple):
@@ -65,30 +100,83 @@ class Plan:
     actions: list[Action] = field(default_factory=list)
     status: Obj = field(default_factory=dict)  # the complete new MLJob status
     events: list[Event] = field(default_factory=list)
+    # Seconds from `now` until something time-based can change (a retry backoff, a deadline,
+    # the TTL): reconcile again then, even if no event comes. None: nothing is scheduled.
+    requeue_after: float | None = None
+
+
+class _Verdict(NamedTuple):
+    """The pipeline's phase and why, for status and conditions."""
+
+    phase: str
+    reason: str
+    message: str
+    current: str  # status.currentStep
+
+
+class _Failure(NamedTuple):
+    child_state: str  # the child's state, or one of constants.CHILD_STATE_*
+    message: str
+
+
+@dataclass
+class _Context:
+    """One planning pass: the inputs every helper needs."""
+
+    mljob: Obj
+    observed: dict[ChildKey, Obj]
+    now: datetime
+    run: int = 1
+
+    @property
+    def spec(self) -> Obj:
+        return self.mljob["spec"]
+
+    @property
+    def namespace(self) -> str:
+        return self.mljob["metadata"].get("namespace", "default")
+
+    @property
+    def suspended(self) -> bool:
+        return bool(self.spec.get("suspend"))
+
+    def step(self, entry: Obj) -> Obj | None:
+        """The spec step of a status entry (None when the spec no longer has it)."""
+        step = next((s for s in self.spec["steps"] if s["name"] == entry["name"]), None)
+        return step if step and builders.step_kind(step) == entry["kind"] else None
+
+    def child(self, entry: Obj) -> Obj | None:
+        return self.observed.get((entry["kind"], entry["child"]))
+
+    def delete(self, kind: str, name: str) -> Delete:
+        return Delete(c.API_VERSION_OF_KIND[kind], kind, name, self.namespace)
 
 
 def plan(mljob: Obj, children: list[Obj], now: datetime) -> Plan:
+    """Plan one reconcile of `mljob` given its observed `children` at `now`.
+
+    Contract with the glue: `children` holds every child owned by this MLJob that exists, as
+    last seen, INCLUDING the ones the glue created (or got a 409 for) and the watch has not
+    delivered yet. So a child recorded in status that is missing from `children` was deleted:
+    the planner fails (or retries) its step. Apply Delete/Patch/Create actions in order, then
+    write `status`, then post `events`; reconcile again after `requeue_after` seconds.
+    """
     old = mljob.get("status") or {}
     errors = validate(mljob)
     if errors:
         return _finish(old, _invalid_status(mljob, old, errors), mljob, now)
-    spec = mljob["spec"]
-    run = old.get("run") or 1
-    observed = {(ch.get("kind"), ch["metadata"]["name"]): ch for ch in children}
-    previous = {e["name"]: e for e in old.get("steps") or []}
-    entries = [
-        _observe_step(mljob, step, previous.get(step["name"]), observed, run, now)
-        for step in spec["steps"]
-    ]
-    new: Obj = {"run": run, "observedGeneration": _generation(mljob), "steps": entries}
-    if old.get("rayCluster"):
-        new["rayCluster"] = dict(old["rayCluster"])
-    actions: list[Action] = []
-    if not spec.get("suspend") and not any(e["phase"] == c.FAILED for e in entries):
-        actions = _start_runnable_steps(mljob, spec["steps"], new, observed, run, now)
-    new = _summarize(new, old, bool(spec.get("suspend")), now)
-    actions += _track_shared_cluster(mljob, new, observed, run)
-    return _finish(old, new, mljob, now, actions)
+    ctx = _Context(mljob, _by_key(children), now, run=old.get("run") or 1)
+    new_hash = spec_hash(mljob["spec"])
+    if not old.get("specHash") or old["specHash"] == new_hash:
+        return _plan_run(ctx, old, {**copy.deepcopy(old), "run": ctx.run, "specHash": new_hash})
+    return _plan_spec_change(ctx, old, new_hash)
+
+
+def spec_hash(spec: Obj) -> str:
+    """A hash of what a run does: the spec without its run-control fields."""
+    defining = {k: v for k, v in spec.items() if k not in c.RUN_CONTROL_FIELDS}
+    text = json.dumps(defining, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def record_create_rejected(status: Obj, step_name: str | None, message: str, now: datetime) -> Plan:
@@ -106,117 +194,438 @@ def record_create_rejected(status: Obj, step_name: str | None, message: str, now
                 message=_clip(f"the API server rejected {what}: {message}"),
                 completionTime=_ts(now),
             )
-    return Plan([], _summarize(new, status, False, now), diff_events(status, new))
+    new = _summarize(new, status, _verdict(new["steps"], False), now)
+    return Plan([], new, diff_events(status, new))
 
 
-# --- steps ---------------------------------------------------------------------------------------
-def _observe_step(
-    mljob: Obj, step: Obj, previous: Obj | None, observed: dict, run: int, now: datetime
-) -> Obj:
+# --- one run -------------------------------------------------------------------------------------
+_CARRIED = ("run", "specHash", "runs", "rayCluster", "resumeTime", "childrenDeletedTime")
+
+
+def _plan_run(ctx: _Context, old: Obj, base: Obj, actions: list[Action] | None = None) -> Plan:
+    """Plan the run in `base` (the previous status of this run, or a fresh one)."""
+    ctx.run = base["run"]
+    actions = list(actions or [])
+    previous = {e["name"]: e for e in base.get("steps") or []}
+    new: Obj = {k: copy.deepcopy(base[k]) for k in _CARRIED if k in base}
+    new["observedGeneration"] = _generation(ctx.mljob)
+    new["steps"] = [_step_entry(step, previous.get(step["name"])) for step in ctx.spec["steps"]]
+    _note_resume(ctx, new, old)
+    for entry in new["steps"]:
+        _observe(ctx, entry, retry=True)
+    actions += _enforce_step_deadlines(ctx, new, retry=True)
+    actions += _enforce_pipeline_deadline(ctx, new, base)
+    if not ctx.suspended and not any(e["phase"] == c.FAILED for e in new["steps"]):
+        actions += _start_runnable_steps(ctx, new)
+    actions += _suspend_or_resume(ctx, new["steps"])
+    new = _summarize(new, base, _verdict(new["steps"], ctx.suspended), ctx.now)
+    actions += _track_shared_cluster(ctx, new)
+    actions += _expire_ttl(ctx, new, actions)
+    return _finish(old, new, ctx.mljob, ctx.now, actions, _next_wakeup(ctx, new))
+
+
+def _step_entry(step: Obj, previous: Obj | None) -> Obj:
     kind = builders.step_kind(step)
     entry: Obj = {"name": step["name"], "kind": kind, "child": "", "phase": c.PENDING}
     entry.update({"childState": "", "attempts": 0, "message": ""})
     if previous and previous.get("kind") == kind:
-        entry.update(previous)
-    if entry["phase"] in c.TERMINAL_PHASES:
-        return entry  # memory: the outcome is recorded, whatever happens to the child now
-    if entry["attempts"] == 0:
-        first = builders.step_child_name(mljob, step, run, 1)
-        if (kind, first) not in observed:
-            return entry
-        # Created, but the status write that recorded it was lost: adopt it.
-        entry.update(child=first, attempts=1, startTime=_ts(now))
-    child = observed.get((kind, entry["child"]))
-    if child is None:
-        # Created but not seen yet (watch lag), or deleted by someone else.
-        # TODO(lifecycle issue): fail or retry a step whose child stays gone.
-        return entry
-    state = states.child_state(child)
-    entry.update(phase=state.phase, childState=state.raw, message=_clip(state.message))
-    if state.phase in c.TERMINAL_PHASES:
-        entry["completionTime"] = _ts(now)
+        entry.update(copy.deepcopy(previous))
     return entry
 
 
-def _start_runnable_steps(
-    mljob: Obj, steps: list[Obj], status: Obj, observed: dict, run: int, now: datetime
-) -> list[Action]:
-    entries = {e["name"]: e for e in status["steps"]}
-    deps = dependencies(steps)
+def _note_resume(ctx: _Context, new: Obj, old: Obj) -> None:
+    """Deadline clocks restart when a suspended MLJob resumes (status.resumeTime)."""
+    if old.get("phase") == c.SUSPENDED and not ctx.suspended:
+        new["resumeTime"] = _ts(ctx.now)
+
+
+# --- observing children --------------------------------------------------------------------------
+def _observe(ctx: _Context, entry: Obj, *, retry: bool) -> None:
+    """Mirror the entry's child into it; a failed attempt is retried when `retry` and retries
+    are left, else it fails the step."""
+    step = ctx.step(entry) if retry else None
+    if step is not None and _waits_for_attempt(entry):
+        _adopt_lost_create(ctx, step, entry)
+    if not _has_live_child(entry):
+        return
+    failure = _refresh(ctx, entry)
+    if failure:
+        _attempt_failed(entry, step, failure, ctx.now)
+
+
+def _refresh(ctx: _Context, entry: Obj) -> _Failure | None:
+    child = ctx.child(entry)
+    if child is None:
+        what = f"{entry['kind']} {entry['child']} was deleted while {entry['phase']}"
+        return _Failure(c.CHILD_STATE_DELETED, f"{what} (by someone else)")
+    state = states.child_state(child)
+    entry.update(phase=state.phase, childState=state.raw, message=_clip(state.message))
+    if state.phase == c.SUCCEEDED:
+        entry["completionTime"] = _ts(ctx.now)
+    if state.phase == c.FAILED:
+        return _Failure(state.raw, state.message)
+    return None
+
+
+def _adopt_lost_create(ctx: _Context, step: Obj, entry: Obj) -> None:
+    """The next attempt's child exists but status does not know it (a status write was lost
+    after the create): adopt it instead of creating it again."""
+    name = builders.step_child_name(ctx.mljob, step, ctx.run, entry["attempts"] + 1)
+    if (entry["kind"], name) in ctx.observed:
+        _begin_attempt(entry, name, ctx.now)
+
+
+def _begin_attempt(entry: Obj, child_name: str, now: datetime) -> None:
+    for stale in ("nextAttemptTime", "completionTime", "childSuspended"):
+        entry.pop(stale, None)
+    entry.update(child=child_name, attempts=entry["attempts"] + 1, phase=c.PENDING)
+    entry.update(childState="", message="", startTime=_ts(now))
+
+
+def _attempt_failed(entry: Obj, step: Obj | None, failure: _Failure, now: datetime) -> None:
+    """Record a failed attempt; schedule the next one while retries are left."""
+    attempt, message = entry["attempts"], failure.message or "no message"
+    record = {"attempt": attempt, "child": entry["child"], "message": _clip(message)}
+    record["time"] = _ts(now)
+    entry["failures"] = [*(entry.get("failures") or []), record][-c.MAX_FAILURE_HISTORY :]
+    entry.pop("childSuspended", None)
+    entry["childState"] = failure.child_state
+    allowed = 1 + ((step or {}).get("retries") or 0)
+    if attempt < allowed:
+        at = _ts(now + timedelta(seconds=backoff_seconds(step or {}, attempt)))
+        text = f"attempt {attempt} of {allowed} failed: {message}; next attempt at {at}"
+        entry.update(phase=c.RETRYING, nextAttemptTime=at, message=_clip(text))
+        return
+    text = message if attempt <= 1 else f"attempt {attempt} of {allowed} failed: {message}"
+    entry.update(phase=c.FAILED, message=_clip(text), completionTime=_ts(now))
+
+
+def backoff_seconds(step: Obj, failed_attempts: int) -> float:
+    """Wait before the next attempt: backoffSeconds doubled per failed attempt, capped."""
+    first = step.get("backoffSeconds", c.DEFAULT_BACKOFF_SECONDS)
+    cap = step.get("maxBackoffSeconds", c.DEFAULT_MAX_BACKOFF_SECONDS)
+    return float(min(cap, first * 2 ** max(failed_attempts - 1, 0)))
+
+
+# --- deadlines -----------------------------------------------------------------------------------
+def _enforce_step_deadlines(ctx: _Context, status: Obj, *, retry: bool) -> list[Action]:
+    if ctx.suspended:
+        return []
     actions: list[Action] = []
-    for step in steps:
-        entry = entries[step["name"]]
-        ready = all(entries[d]["phase"] == c.SUCCEEDED for d in deps[step["name"]])
-        if entry["attempts"] or entry["phase"] != c.PENDING or not ready:
-            continue
-        if builders.step_kind(step) == c.RAY_JOB_KIND and mljob["spec"].get("rayCluster"):
-            actions += _ensure_shared_cluster(mljob, status, observed, run)
-        body = builders.build_step_child(mljob, step, run, 1)
-        actions.append(Create(body, step["name"]))
-        entry.update(child=body["metadata"]["name"], attempts=1, startTime=_ts(now))
+    for entry in status["steps"]:
+        step = ctx.step(entry)
+        failure = _step_deadline_failure(ctx, status, step, entry) if step else None
+        if failure:
+            actions.append(ctx.delete(entry["kind"], entry["child"]))
+            _attempt_failed(entry, step if retry else None, failure, ctx.now)
     return actions
 
 
+def _step_deadline_failure(ctx: _Context, status: Obj, step: Obj, entry: Obj) -> _Failure | None:
+    if not _has_live_child(entry):
+        return None
+    elapsed = _seconds_since(ctx.now, entry.get("startTime"), status.get("resumeTime"))
+    what = f"{entry['kind']} {entry['child']}"
+    start = step.get("startDeadlineSeconds")
+    if start and entry["phase"] == c.PENDING and elapsed >= start:
+        still = entry["childState"] or "not started"
+        message = f"startDeadlineSeconds ({start}s) expired: {what} still {still}"
+        return _Failure(c.CHILD_STATE_START_DEADLINE, message)
+    active = step.get("activeDeadlineSeconds")
+    if active and elapsed >= active:
+        message = f"activeDeadlineSeconds ({active}s) expired: {what} was {entry['phase']}"
+        return _Failure(c.CHILD_STATE_ACTIVE_DEADLINE, message)
+    return None
+
+
+def _enforce_pipeline_deadline(ctx: _Context, status: Obj, base: Obj) -> list[Action]:
+    """spec.activeDeadlineSeconds: fail the run (no retries) and delete its live children."""
+    limit = ctx.spec.get("activeDeadlineSeconds")
+    entries = status["steps"]
+    if not limit or ctx.suspended or _ended(entries) or not base.get("startTime"):
+        return []
+    if _seconds_since(ctx.now, base["startTime"], status.get("resumeTime")) < limit:
+        return []
+    started = [e for e in entries if _is_active(e)]
+    targets = started or [e for e in entries if e["phase"] not in c.TERMINAL_PHASES]
+    actions: list[Action] = []
+    for entry in targets:
+        if _has_live_child(entry):
+            actions.append(ctx.delete(entry["kind"], entry["child"]))
+        entry.pop("nextAttemptTime", None)
+        entry.pop("childSuspended", None)
+        message = f"spec.activeDeadlineSeconds ({limit}s) of the pipeline expired"
+        entry.update(phase=c.FAILED, childState=c.CHILD_STATE_PIPELINE_DEADLINE)
+        entry.update(message=message, completionTime=_ts(ctx.now))
+    return actions
+
+
+# --- starting steps ------------------------------------------------------------------------------
+def _start_runnable_steps(ctx: _Context, status: Obj) -> list[Action]:
+    """Create the first attempt of steps whose dependencies succeeded, and due retries."""
+    entries = {e["name"]: e for e in status["steps"]}
+    deps = dependencies(ctx.spec["steps"])
+    actions: list[Action] = []
+    for step in ctx.spec["steps"]:
+        entry = entries[step["name"]]
+        ready = all(entries[d]["phase"] == c.SUCCEEDED for d in deps[step["name"]])
+        if not ready or not _waits_for_attempt(entry) or not _retry_due(entry, ctx.now):
+            continue
+        if builders.step_kind(step) == c.RAY_JOB_KIND and ctx.spec.get("rayCluster"):
+            actions += _ensure_shared_cluster(ctx, status)
+        body = builders.build_step_child(ctx.mljob, step, ctx.run, entry["attempts"] + 1)
+        actions.append(Create(body, step["name"]))
+        _begin_attempt(entry, body["metadata"]["name"], ctx.now)
+    return actions
+
+
+def _waits_for_attempt(entry: Obj) -> bool:
+    never_started = entry["phase"] == c.PENDING and not entry["attempts"]
+    return never_started or entry["phase"] == c.RETRYING
+
+
+def _retry_due(entry: Obj, now: datetime) -> bool:
+    at = entry.get("nextAttemptTime")
+    return not at or _parse(at) <= now
+
+
+# --- suspend and resume --------------------------------------------------------------------------
+def _suspend_or_resume(ctx: _Context, entries: list[Obj]) -> list[Action]:
+    """Patch live children's spec.suspend to follow spec.suspend, where their kind allows it."""
+    actions: list[Action] = []
+    for entry in entries:
+        if not _has_live_child(entry):
+            entry.pop("childSuspended", None)
+            continue
+        flagged = bool(entry.get("childSuspended"))
+        if ctx.suspended == flagged or (ctx.suspended and not _suspendable(ctx, entry)):
+            continue
+        patch = {"spec": {"suspend": ctx.suspended}}
+        actions.append(
+            Patch(
+                c.API_VERSION_OF_KIND[entry["kind"]],
+                entry["kind"],
+                entry["child"],
+                ctx.namespace,
+                patch,
+            )
+        )
+        if ctx.suspended:
+            entry["childSuspended"] = True
+        else:
+            entry.pop("childSuspended")
+    return actions
+
+
+def _suspendable(ctx: _Context, entry: Obj) -> bool:
+    """SparkApplication: always. RayJob: only with shutdownAfterJobFinishes and its own
+    cluster (KubeRay refuses otherwise). Never with a Kueue queue label: Kueue owns suspend."""
+    if c.KUEUE_QUEUE_LABEL in (ctx.spec.get("labels") or {}):
+        return False
+    if entry["kind"] == c.SPARK_KIND:
+        return True
+    step = ctx.step(entry)
+    if step is None:
+        return False
+    spec = builders.build_step_child(ctx.mljob, step, ctx.run, entry["attempts"])["spec"]
+    return bool(spec.get("shutdownAfterJobFinishes")) and not spec.get("clusterSelector")
+
+
+# --- spec changes and runs -----------------------------------------------------------------------
+def _plan_spec_change(ctx: _Context, old: Obj, new_hash: str) -> Plan:
+    """The spec changed: finish or cancel the current run, then start the next one."""
+    draining: Obj = copy.deepcopy(old)
+    draining["observedGeneration"] = _generation(ctx.mljob)
+    for entry in draining.get("steps") or []:
+        _observe(ctx, entry, retry=False)
+    actions = _enforce_step_deadlines(ctx, draining, retry=False)
+    actions += _suspend_or_resume(ctx, draining.get("steps") or [])
+    live = [e for e in draining.get("steps") or [] if _has_live_child(e)]
+    policy = ctx.spec.get("onSpecChange", c.WAIT_FOR_RUNNING)
+    if live and policy == c.WAIT_FOR_RUNNING:
+        names = ", ".join(e["name"] for e in live)
+        message = f"the spec changed: run {ctx.run + 1} starts when step(s) {names} finish"
+        verdict = _Verdict(c.RUNNING, c.REASON_WAITING_FOR_RUN, message, names.replace(" ", ""))
+        status = _summarize(draining, old, verdict, ctx.now)
+        return _finish(old, status, ctx.mljob, ctx.now, actions)
+    actions += _cancel(ctx, live, policy)
+    actions += _delete_old_cluster(ctx, draining)
+    base = {
+        "run": ctx.run + 1,
+        "specHash": new_hash,
+        "runs": [*(old.get("runs") or []), _run_record(draining, ctx.now)][-c.MAX_RUN_HISTORY :],
+        "conditions": old.get("conditions") or [],
+    }
+    return _plan_run(ctx, old, base, actions)
+
+
+def _cancel(ctx: _Context, live: list[Obj], policy: str) -> list[Action]:
+    actions: list[Action] = []
+    for entry in live:
+        actions.append(ctx.delete(entry["kind"], entry["child"]))
+        message = f"cancelled: the spec changed (onSpecChange: {policy})"
+        entry.update(phase=c.FAILED, childState=c.CHILD_STATE_CANCELLED, message=message)
+    return actions
+
+
+def _delete_old_cluster(ctx: _Context, status: Obj) -> list[Action]:
+    name = (status.get("rayCluster") or {}).get("name")
+    if name and (c.RAY_CLUSTER_KIND, name) in ctx.observed:
+        return [ctx.delete(c.RAY_CLUSTER_KIND, name)]
+    return []
+
+
+def _run_record(status: Obj, now: datetime) -> Obj:
+    """The summary of an ended run kept in status.runs."""
+    entries = status.get("steps") or []
+    failed = [e for e in entries if e["phase"] == c.FAILED]
+    own_failures = [e for e in failed if e["childState"] != c.CHILD_STATE_CANCELLED]
+    if entries and all(e["phase"] == c.SUCCEEDED for e in entries):
+        phase, message = c.SUCCEEDED, status.get("message", "")
+    elif own_failures:
+        phase, message = c.FAILED, _failure_message(own_failures[0])
+    else:
+        phase, message = c.CANCELLED, "ended by a spec change before it finished"
+    record = {"run": status.get("run") or 1, "phase": phase, "message": _clip(message)}
+    if status.get("startTime"):
+        record["startTime"] = status["startTime"]
+    record["completionTime"] = status.get("completionTime") or _ts(now)
+    return record
+
+
 # --- shared RayCluster ---------------------------------------------------------------------------
-def _ensure_shared_cluster(mljob: Obj, status: Obj, observed: dict, run: int) -> list[Action]:
-    name = naming.ray_cluster_name(mljob["metadata"]["name"], run)
+def _ensure_shared_cluster(ctx: _Context, status: Obj) -> list[Action]:
+    name = naming.ray_cluster_name(ctx.mljob["metadata"]["name"], ctx.run)
     if status.get("rayCluster", {}).get("name") == name:
         return []  # created before (maybe not observed yet): never twice
     status["rayCluster"] = {"name": name, "state": "Creating"}
-    if (c.RAY_CLUSTER_KIND, name) in observed:
+    if (c.RAY_CLUSTER_KIND, name) in ctx.observed:
         return []
-    return [Create(builders.build_ray_cluster(mljob, run))]
+    return [Create(builders.build_ray_cluster(ctx.mljob, ctx.run))]
 
 
-def _track_shared_cluster(mljob: Obj, status: Obj, observed: dict, run: int) -> list[Action]:
+def _track_shared_cluster(ctx: _Context, status: Obj) -> list[Action]:
     shared = status.get("rayCluster")
     if not shared:
         return []
-    cluster = observed.get((c.RAY_CLUSTER_KIND, shared["name"]))
+    cluster = ctx.observed.get((c.RAY_CLUSTER_KIND, shared["name"]))
     ended = status["phase"] in c.TERMINAL_PHASES
-    ray_busy = any(e["kind"] == c.RAY_JOB_KIND and _is_active(e) for e in status["steps"])
+    ray_busy = any(e["kind"] == c.RAY_JOB_KIND and _has_live_child(e) for e in status["steps"])
     if cluster is None:
         if ended and shared["state"] in ("Deleting", "Ready", "Provisioning"):
             shared["state"] = "Deleted"
         return []
     if ended and not ray_busy:
         shared["state"] = "Deleting"
-        ns = mljob["metadata"].get("namespace", "default")
-        return [Delete(c.RAY_API_VERSION, c.RAY_CLUSTER_KIND, shared["name"], ns)]
+        return [ctx.delete(c.RAY_CLUSTER_KIND, shared["name"])]
     shared["state"] = states.ray_cluster_readiness(cluster).state
     return []
 
 
-# --- pipeline summary and conditions --------------------------------------------------------------
-def _summarize(new: Obj, old: Obj, suspended: bool, now: datetime) -> Obj:
-    """Fill phase, progress, currentStep, message, times and conditions from new["steps"]."""
-    entries = new["steps"]
+# --- TTL -----------------------------------------------------------------------------------------
+def _expire_ttl(ctx: _Context, status: Obj, planned: list[Action]) -> list[Action]:
+    """ttlSecondsAfterFinished: once the run ended and the TTL passed, delete every child of
+    this MLJob (every run), once. The MLJob and its status stay."""
+    due = _ttl_due_at(ctx, status)
+    if due is None or due > ctx.now:
+        return []
+    status["childrenDeletedTime"] = _ts(ctx.now)
+    for entry in status["steps"]:
+        if _has_live_child(entry):  # a parallel branch of a failed run
+            entry.pop("childSuspended", None)
+            entry.update(phase=c.FAILED, childState=c.CHILD_STATE_CANCELLED)
+            entry.update(message="deleted by ttlSecondsAfterFinished", completionTime=_ts(ctx.now))
+    if status.get("rayCluster"):
+        status["rayCluster"]["state"] = "Deleted"
+    already = {(a.kind, a.name) for a in planned if isinstance(a, Delete)}
+    return [
+        ctx.delete(kind, name) for kind, name in sorted(ctx.observed) if (kind, name) not in already
+    ]
+
+
+def _ttl_due_at(ctx: _Context, status: Obj) -> datetime | None:
+    ttl = ctx.spec.get("ttlSecondsAfterFinished")
+    if ttl is None or status.get("childrenDeletedTime") or not status.get("completionTime"):
+        return None
+    return _parse(status["completionTime"]) + timedelta(seconds=ttl)
+
+
+# --- when to look again --------------------------------------------------------------------------
+def _next_wakeup(ctx: _Context, status: Obj) -> float | None:
+    """Seconds until the earliest backoff expiry, deadline or TTL still ahead."""
+    moments = [_ttl_due_at(ctx, status)]
+    if not ctx.suspended:
+        moments += [_parse(e["nextAttemptTime"]) for e in status["steps"] if _retry_pending(e)]
+        moments += [_step_deadline_at(ctx, status, e) for e in status["steps"]]
+        moments.append(_pipeline_deadline_at(ctx, status))
+    ahead = [(m - ctx.now).total_seconds() for m in moments if m is not None and m > ctx.now]
+    return min(ahead) if ahead else None
+
+
+def _retry_pending(entry: Obj) -> bool:
+    return entry["phase"] == c.RETRYING and bool(entry.get("nextAttemptTime"))
+
+
+def _step_deadline_at(ctx: _Context, status: Obj, entry: Obj) -> datetime | None:
+    step = ctx.step(entry)
+    if step is None or not _has_live_child(entry):
+        return None
+    limits = [step.get("activeDeadlineSeconds")]
+    if entry["phase"] == c.PENDING:
+        limits.append(step.get("startDeadlineSeconds"))
+    limits = [x for x in limits if x]
+    if not limits:
+        return None
+    since = _since(entry.get("startTime"), status.get("resumeTime"))
+    return since + timedelta(seconds=min(limits)) if since else None
+
+
+def _pipeline_deadline_at(ctx: _Context, status: Obj) -> datetime | None:
+    limit = ctx.spec.get("activeDeadlineSeconds")
+    if not limit or status["phase"] in c.TERMINAL_PHASES:
+        return None
+    since = _since(status.get("startTime"), status.get("resumeTime"))
+    return since + timedelta(seconds=limit) if since else None
+
+
+# --- pipeline summary and conditions -------------------------------------------------------------
+def _verdict(entries: list[Obj], suspended: bool) -> _Verdict:
     failed = [e for e in entries if e["phase"] == c.FAILED]
     done = sum(e["phase"] == c.SUCCEEDED for e in entries)
-    active = [e["name"] for e in entries if _is_active(e)]
+    active = ",".join(e["name"] for e in entries if _is_active(e))
     if failed:
-        phase, reason, message = c.FAILED, _failure_reason(failed[0]), _failure_message(failed[0])
+        first = next(
+            (e for e in failed if e["childState"] == c.CHILD_STATE_PIPELINE_DEADLINE), failed[0]
+        )
         current = ",".join(e["name"] for e in failed)
-    elif done == len(entries):
-        phase, reason, message, current = c.SUCCEEDED, c.REASON_SUCCEEDED, "", ""
-        message = f"all {done} steps succeeded"
-    elif suspended:
-        phase, reason, message = c.SUSPENDED, c.REASON_SUSPENDED, "spec.suspend is true"
-        current = ",".join(active)
-    elif active:
-        phase, reason, current = c.RUNNING, c.REASON_RUNNING, ",".join(active)
-        message = f"running step(s) {', '.join(active)}"
-    else:
-        phase, reason, message, current = c.PENDING, c.REASON_PENDING, "waiting to start", ""
-    new.update(phase=phase, currentStep=current, progress=f"{done}/{len(entries)}")
-    new["message"] = message
+        return _Verdict(c.FAILED, _failure_reason(first), _failure_message(first), current)
+    if done == len(entries):
+        return _Verdict(c.SUCCEEDED, c.REASON_SUCCEEDED, f"all {done} steps succeeded", "")
+    if suspended:
+        return _Verdict(c.SUSPENDED, c.REASON_SUSPENDED, "spec.suspend is true", active)
+    if active:
+        message = f"running step(s) {active.replace(',', ', ')}"
+        return _Verdict(c.RUNNING, c.REASON_RUNNING, message, active)
+    return _Verdict(c.PENDING, c.REASON_PENDING, "waiting to start", "")
+
+
+def _summarize(new: Obj, old: Obj, verdict: _Verdict, now: datetime) -> Obj:
+    """Fill phase, progress, currentStep, message, times and conditions."""
+    entries = new.get("steps") or []
+    done = sum(e["phase"] == c.SUCCEEDED for e in entries)
+    new.update(phase=verdict.phase, currentStep=verdict.current, progress=f"{done}/{len(entries)}")
+    new["message"] = verdict.message
     _set_times(new, old, now)
-    new["conditions"] = conditions(phase, reason, message, new["observedGeneration"], old, now)
+    generation = new["observedGeneration"]
+    new["conditions"] = conditions(
+        verdict.phase, verdict.reason, verdict.message, generation, old, now
+    )
     return new
 
 
 def _invalid_status(mljob: Obj, old: Obj, errors: list[str]) -> Obj:
-    status = {k: copy.deepcopy(v) for k, v in old.items() if k in ("run", "steps", "rayCluster")}
+    kept = (*_CARRIED, "steps")
+    status = {k: copy.deepcopy(v) for k, v in old.items() if k in kept}
     steps = status.setdefault("steps", [])
     message = _clip("invalid spec: " + "; ".join(errors))
     status.update(observedGeneration=_generation(mljob), phase=c.FAILED, message=message)
@@ -226,14 +635,19 @@ def _invalid_status(mljob: Obj, old: Obj, errors: list[str]) -> Obj:
 
 
 def _finish(
-    old: Obj, new: Obj, mljob: Obj, now: datetime, actions: list[Action] | None = None
+    old: Obj,
+    new: Obj,
+    mljob: Obj,
+    now: datetime,
+    actions: list[Action] | None = None,
+    requeue_after: float | None = None,
 ) -> Plan:
     if "conditions" not in new:  # the invalid-spec path
         _set_times(new, old, now)
         new["conditions"] = conditions(
             c.FAILED, c.REASON_INVALID_SPEC, new["message"], new["observedGeneration"], old, now
         )
-    return Plan(actions or [], new, diff_events(old, new))
+    return Plan(actions or [], new, diff_events(old, new), requeue_after)
 
 
 def _set_times(new: Obj, old: Obj, now: datetime) -> None:
@@ -279,11 +693,22 @@ def conditions(
     return result
 
 
+# Condition reason suffix per operator-decided childState (anything else: "Failed").
+_OUTCOME = {
+    c.CHILD_STATE_CREATE_REJECTED: "Rejected",
+    c.CHILD_STATE_DELETED: "Deleted",
+    c.CHILD_STATE_START_DEADLINE: "StartDeadlineExceeded",
+    c.CHILD_STATE_ACTIVE_DEADLINE: "ActiveDeadlineExceeded",
+    c.CHILD_STATE_CANCELLED: "Cancelled",
+}
+
+
 def _failure_reason(entry: Obj) -> str:
+    if entry["childState"] == c.CHILD_STATE_PIPELINE_DEADLINE:
+        return c.REASON_DEADLINE_EXCEEDED
     # metav1.Condition reasons allow [A-Za-z0-9_,:] only: CamelCase the step name.
     camel = "".join(part.capitalize() for part in entry["name"].split("-"))
-    outcome = "Rejected" if entry["childState"] == c.CHILD_STATE_CREATE_REJECTED else "Failed"
-    return f"Step{camel}{entry['kind']}{outcome}"
+    return f"Step{camel}{entry['kind']}{_OUTCOME.get(entry['childState'], 'Failed')}"
 
 
 def _failure_message(entry: Obj) -> str:
@@ -295,13 +720,21 @@ def _failure_message(entry: Obj) -> str:
 def diff_events(old: Obj, new: Obj) -> list[Event]:
     """Kubernetes Events for what changed between two statuses (none when nothing did)."""
     events: list[Event] = []
-    before = {e["name"]: e for e in old.get("steps") or []}
+    same_run = old.get("run", new.get("run")) == new.get("run")
+    if not same_run:
+        events.append(
+            Event("Normal", c.EVENT_RUN_STARTED, f"run {new.get('run')}: the spec changed")
+        )
+    before = {e["name"]: e for e in old.get("steps") or []} if same_run else {}
     for entry in new.get("steps") or []:
         events += _step_events(before.get(entry["name"], {}), entry)
     old_cluster = (old.get("rayCluster") or {}).get("name")
     new_cluster = (new.get("rayCluster") or {}).get("name")
     if new_cluster and new_cluster != old_cluster:
         events.append(Event("Normal", c.EVENT_RAY_CLUSTER_CREATED, f"RayCluster {new_cluster}"))
+    if new.get("childrenDeletedTime") and not old.get("childrenDeletedTime"):
+        message = "ttlSecondsAfterFinished passed: deleted the children"
+        events.append(Event("Normal", c.EVENT_CHILDREN_DELETED, message))
     phase = new.get("phase")
     if phase != old.get("phase") and phase in c.EVENT_PIPELINE:
         kind = "Warning" if phase == c.FAILED else "Normal"
@@ -317,23 +750,53 @@ def _step_events(before: Obj, entry: Obj) -> list[Event]:
     if entry["phase"] != before.get("phase"):
         if entry["phase"] == c.SUCCEEDED:
             events.append(Event("Normal", c.EVENT_STEP_SUCCEEDED, f"step {name}: {child} done"))
-        elif entry["phase"] == c.FAILED:
-            message = f"step {name}: {child} failed: {entry['message']}"
-            events.append(Event("Warning", c.EVENT_STEP_FAILED, _clip(message)))
+        elif entry["phase"] in (c.FAILED, c.RETRYING):
+            reason = c.EVENT_STEP_FAILED if entry["phase"] == c.FAILED else c.EVENT_STEP_RETRYING
+            message = f"step {name}: {child}: {entry['message']}"
+            events.append(Event("Warning", reason, _clip(message)))
     return events
 
 
 # --- helpers -----------------------------------------------------------------------------------
+def _by_key(children: list[Obj]) -> dict[ChildKey, Obj]:
+    return {(ch.get("kind", ""), ch["metadata"]["name"]): ch for ch in children}
+
+
 def _is_active(entry: Obj) -> bool:
+    """Started and not ended (a live child, or waiting for its next attempt)."""
+    return entry.get("attempts", 0) > 0 and entry["phase"] in (c.PENDING, c.RUNNING, c.RETRYING)
+
+
+def _has_live_child(entry: Obj) -> bool:
     return entry.get("attempts", 0) > 0 and entry["phase"] in (c.PENDING, c.RUNNING)
+
+
+def _ended(entries: list[Obj]) -> bool:
+    failed = any(e["phase"] == c.FAILED for e in entries)
+    return failed or all(e["phase"] == c.SUCCEEDED for e in entries)
 
 
 def _generation(mljob: Obj) -> int:
     return int(mljob.get("metadata", {}).get("generation") or 0)
 
 
+def _since(*stamps: str | None) -> datetime | None:
+    """The latest of the given timestamps (deadline clocks restart on resume)."""
+    moments = [_parse(s) for s in stamps if s]
+    return max(moments) if moments else None
+
+
+def _seconds_since(now: datetime, *stamps: str | None) -> float:
+    since = _since(*stamps)
+    return (now - since).total_seconds() if since else 0.0
+
+
 def _ts(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse(stamp: str) -> datetime:
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 def _clip(text: str) -> str:
