@@ -29,6 +29,7 @@ NAMESPACED_RULES = {
     ("", "events"): {"create"},
 }
 CRD_RULES = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
+NAMESPACE_RULES = {("", "namespaces"): {"list", "watch"}}
 
 
 def rules_of(role: dict) -> dict[tuple[str, str], set[str]]:
@@ -94,7 +95,7 @@ def test_default_is_a_cluster_wide_standalone_deployment():
     roles = {r["metadata"]["name"]: rules_of(r) for r in find(objects, "ClusterRole")}
     assert roles == {
         "mljob-mljob-operator": NAMESPACED_RULES,
-        "mljob-mljob-operator-crds": CRD_RULES,
+        "mljob-mljob-operator-cluster-reads": CRD_RULES,
     }
     sa = one(objects, "ServiceAccount")
     for binding in find(objects, "ClusterRoleBinding"):
@@ -145,14 +146,14 @@ def test_namespaced_install_has_roles_only_in_the_listed_namespaces():
     assert all(rules_of(r) == NAMESPACED_RULES for r in roles)
     bindings = find(objects, "RoleBinding")
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
-    # The only cluster-scoped grant: reading CRDs (optional).
-    (crd_role,) = find(objects, "ClusterRole")
-    assert rules_of(crd_role) == CRD_RULES
+    # The only cluster-scoped grant: reading CRDs and Namespaces (optional).
+    (reads,) = find(objects, "ClusterRole")
+    assert rules_of(reads) == CRD_RULES | NAMESPACE_RULES
     assert args_of(objects)[:3] == ["--namespace=team-a", "--namespace=team-b", "--standalone"]
 
-    without_crd_read = render({"watchNamespaces": "{team-a}", "rbac.readCRDs": "false"})
-    assert not find(without_crd_read, "ClusterRole")
-    assert not find(without_crd_read, "ClusterRoleBinding")
+    roles_only = render({"watchNamespaces": "{team-a}", "rbac.clusterScopedReads": "false"})
+    assert not find(roles_only, "ClusterRole")
+    assert not find(roles_only, "ClusterRoleBinding")
 
 
 def test_two_replicas_are_a_statefulset_with_peering_and_distinct_priorities():
@@ -173,7 +174,11 @@ def test_two_replicas_are_a_statefulset_with_peering_and_distinct_priorities():
     assert env["POD_ID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     peering = one(objects, "ClusterKopfPeering")
     assert peering["metadata"]["name"] == "mljob-mljob-operator"
-    role = rules_of(next(r for r in find(objects, "ClusterRole") if "crds" not in str(r)))
+    role = rules_of(
+        next(
+            r for r in find(objects, "ClusterRole") if "cluster-reads" not in r["metadata"]["name"]
+        )
+    )
     assert role[("kopf.dev", "clusterkopfpeerings")] == {"list", "watch"}
     assert role[("kopf.dev", "clusterkopfpeerings/status")] == {"patch"}
 

@@ -1,0 +1,377 @@
+"""`helm install` into a real control plane, then the operator runs as the chart's ServiceAccount
+(a real token from the TokenRequest API, not the admin) with the chart's own arguments and
+completes a pipeline: the RBAC is sufficient. The same identity is refused what it must not do:
+the RBAC is not excessive.
+
+This module starts its own control plane, so no other operator acts on its MLJobs: a pipeline
+that completes was driven by the chart's identity alone."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from integration.k8s import MLJOB, RAYJOB, SPARK, create, get, patch_status, wait_for
+from kubernetes import client
+
+from mljob.testing.binaries import ensure_binaries
+from mljob.testing.controlplane import ControlPlane, ControlPlaneError
+
+from .helm import CHART, container, helm, helm_path, render, set_args
+
+pytestmark = pytest.mark.integration
+
+RELEASE_NAMESPACE = "mljob-system"
+
+
+@pytest.fixture(scope="module")
+def plane() -> Iterator[ControlPlane]:
+    helm_path()  # fails with instructions when helm is missing
+    control_plane = ControlPlane(binaries=ensure_binaries(with_helm=True))
+    try:
+        control_plane.start()
+    except ControlPlaneError as error:
+        pytest.fail(f"cannot start the test control plane: {error}", pytrace=False)
+    yield control_plane
+    control_plane.stop()
+
+
+@pytest.fixture(scope="module")
+def admin(plane: ControlPlane):
+    with plane.api_client() as api_client:
+        yield api_client
+
+
+def make_namespaces(admin, *names: str) -> None:
+    core = client.CoreV1Api(admin)
+    for name in names:
+        with contextlib.suppress(client.ApiException):
+            core.create_namespace({"metadata": {"name": name}})
+
+
+def install(plane: ControlPlane, release: str, values: dict[str, str]) -> list[dict]:
+    """`helm install` (no --wait: there is no kubelet to run the pods); returns the objects
+    the same values render to."""
+    helm(
+        "install",
+        release,
+        str(CHART),
+        "--namespace",
+        RELEASE_NAMESPACE,
+        "--create-namespace",
+        *set_args(values),
+        env=plane.env(),
+    )
+    return render(values, release=release, namespace=RELEASE_NAMESPACE)
+
+
+def service_account_kubeconfig(plane: ControlPlane, admin, objects, path: Path) -> Path:
+    """A kubeconfig holding a real token of the chart's ServiceAccount (TokenRequest API)."""
+    (sa,) = [o for o in objects if o["kind"] == "ServiceAccount"]
+    token = client.CoreV1Api(admin).create_namespaced_service_account_token(
+        sa["metadata"]["name"], RELEASE_NAMESPACE, {"spec": {"expirationSeconds": 3600}}
+    )
+    admin_config = yaml.safe_load(plane.kubeconfig.read_text())
+    user = {"name": "operator", "user": {"token": token.status.token}}
+    config = {
+        **admin_config,
+        "users": [user],
+        "contexts": [{"name": "sa", "context": {"cluster": "mljob-test", "user": "operator"}}],
+        "current-context": "sa",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ChartOperator:
+    """The operator process started exactly as the chart's container: the rendered args and
+    env, with the pod-only values (downward API, the health port) filled in locally."""
+
+    def __init__(self, objects: list[dict], kubeconfig: Path, log: Path, pod_index: int = 0):
+        spec = container(objects)
+        self.port = free_port()
+        env = {"KUBECONFIG": str(kubeconfig), "POD_ID": f"operator-{pod_index}"}
+        for item in spec["env"]:
+            if "value" in item:
+                env[item["name"]] = item["value"]
+            elif item["name"] == "POD_INDEX":
+                env["POD_INDEX"] = str(pod_index)
+        args = []
+        for arg in spec["args"]:
+            if arg.startswith("--liveness="):
+                arg = f"--liveness=http://127.0.0.1:{self.port}/healthz"
+            args.append(arg.replace("$(POD_INDEX)", str(pod_index)))
+        self.args = args
+        self.log = log
+        with log.open("ab") as out:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "kopf", "run", *args],
+                env={**os.environ, **env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def ready(self) -> bool:
+        if self.popen.poll() is not None:
+            raise AssertionError(f"operator exited:\n{self.log.read_text()[-3000:]}")
+        with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):
+            url = f"http://127.0.0.1:{self.port}/healthz"
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.status == 200
+        return False
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+
+
+@contextlib.contextmanager
+def operators(objects, kubeconfig: Path, tmp_path: Path, replicas: int = 1):
+    started = [
+        ChartOperator(objects, kubeconfig, tmp_path / f"operator-{i}.log", i)
+        for i in range(replicas)
+    ]
+    try:
+        for operator in started:
+            wait_for(operator.ready, "the operator's /healthz", timeout=60)
+        yield started
+    finally:
+        for operator in started:
+            operator.stop()
+
+
+def run_pipeline(admin, namespace: str, name: str = "churn", start_timeout: float = 30) -> dict:
+    """Create a Spark -> Ray MLJob, play the Spark operator and KubeRay, wait for Succeeded."""
+    create(
+        admin,
+        MLJOB,
+        namespace,
+        {
+            "apiVersion": "mljob.io/v1alpha1",
+            "kind": "MLJob",
+            "metadata": {"name": name},
+            "spec": {
+                "image": "example.com/churn:1",
+                "dataPath": "s3a://lake",
+                "steps": [
+                    {
+                        "name": "prepare",
+                        "spark": {
+                            "type": "Python",
+                            "mainApplicationFile": "local:///app/prepare.py",
+                            "sparkVersion": "4.0.1",
+                        },
+                    },
+                    {
+                        "name": "train",
+                        "ray": {"entrypoint": "python /app/train.py", "rayVersion": "2.49.0"},
+                    },
+                ],
+            },
+        },
+    )
+    app = wait_for(
+        lambda: only_child(admin, SPARK, namespace), "the SparkApplication", start_timeout
+    )
+    for state in ("SUBMITTED", "RUNNING", "COMPLETED"):
+        status = {"applicationState": {"state": state}, "driverInfo": {}}
+        patch_status(admin, SPARK, namespace, app["metadata"]["name"], status)
+    job = wait_for(lambda: only_child(admin, RAYJOB, namespace), "the RayJob")
+    patch_status(
+        admin,
+        RAYJOB,
+        namespace,
+        job["metadata"]["name"],
+        {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"},
+    )
+
+    def succeeded():
+        mljob = get(admin, MLJOB, namespace, name)
+        return mljob if mljob.get("status", {}).get("phase") == "Succeeded" else None
+
+    done = wait_for(succeeded, f"MLJob {namespace}/{name} to succeed")
+    wait_for(
+        lambda: (
+            client.CoreV1Api(admin)
+            .list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
+            .items
+        ),
+        "the operator's Events on the MLJob",
+    )
+    return done
+
+
+def only_child(admin, resource, namespace: str) -> dict | None:
+    group, version, plural = resource
+    items = client.CustomObjectsApi(admin).list_namespaced_custom_object(
+        group, version, namespace, plural
+    )["items"]
+    assert len(items) <= 1, f"duplicate {plural}: {[i['metadata']['name'] for i in items]}"
+    return items[0] if items else None
+
+
+def can_i(plane: ControlPlane, kubeconfig: Path, *args: str) -> bool:
+    """`kubectl auth can-i` as the ServiceAccount (its own SelfSubjectAccessReview)."""
+    assert plane.binaries is not None
+    resource, _, subresource = args[1].partition("/")
+    if subresource == "status":
+        args = (args[0], resource, f"--subresource={subresource}", *args[2:])
+    result = subprocess.run(
+        [str(plane.binaries.kubectl), "--kubeconfig", str(kubeconfig), "auth", "can-i", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    answer = result.stdout.strip()
+    assert answer in ("yes", "no"), result.stderr
+    return answer == "yes"
+
+
+def forbidden_lines(log: Path) -> list[str]:
+    return [line for line in log.read_text().splitlines() if "forbidden" in line.lower()]
+
+
+def test_cluster_wide_install_runs_a_pipeline_with_least_privilege(plane, admin, tmp_path):
+    make_namespaces(admin, "cw-team")
+    objects = install(plane, "cw", {})
+    kubeconfig = service_account_kubeconfig(plane, admin, objects, tmp_path / "sa.kubeconfig")
+
+    with operators(objects, kubeconfig, tmp_path) as (operator,):
+        done = run_pipeline(admin, "cw-team")
+    assert [s["phase"] for s in done["status"]["steps"]] == ["Succeeded", "Succeeded"]
+    assert not forbidden_lines(operator.log), "the operator hit a 403"
+
+    # Sufficient ...
+    for verb, resource in [
+        ("watch", "mljobs.mljob.io"),
+        ("patch", "mljobs.mljob.io/status"),
+        ("create", "rayclusters.ray.io"),
+        ("delete", "sparkapplications.sparkoperator.k8s.io"),
+    ]:
+        assert can_i(plane, kubeconfig, verb, resource, "-n", "anywhere")
+    # ... and no more.
+    for args in [
+        ("get", "secrets", "-n", "cw-team"),
+        ("get", "secrets", "-n", RELEASE_NAMESPACE),
+        ("list", "configmaps", "-n", "cw-team"),
+        ("create", "pods", "-n", "cw-team"),
+        ("update", "mljobs.mljob.io", "-n", "cw-team"),
+        ("patch", "mljobs.mljob.io", "-n", "cw-team"),
+        ("delete", "mljobs.mljob.io", "-n", "cw-team"),
+        ("patch", "rayjobs.ray.io", "-n", "cw-team"),
+        ("patch", "sparkapplications.sparkoperator.k8s.io/status", "-n", "cw-team"),
+        ("list", "namespaces"),
+        ("create", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("patch", "clusterkopfpeerings.kopf.dev"),
+    ]:
+        assert not can_i(plane, kubeconfig, *args), f"the operator may {' '.join(args)}"
+    helm("uninstall", "cw", "--namespace", RELEASE_NAMESPACE, env=plane.env())
+
+
+def test_namespaced_install_acts_only_in_its_namespaces(plane, admin, tmp_path):
+    make_namespaces(admin, "ns-a", "ns-b", "ns-outside")
+    objects = install(plane, "scoped", {"watchNamespaces": "{ns-a,ns-b}"})
+    kubeconfig = service_account_kubeconfig(plane, admin, objects, tmp_path / "sa.kubeconfig")
+
+    with operators(objects, kubeconfig, tmp_path) as (operator,):
+        run_pipeline(admin, "ns-b")
+        # An MLJob outside the listed namespaces is not the operator's business.
+        create(admin, MLJOB, "ns-outside", ray_mljob("outside"))
+        run_pipeline(admin, "ns-a")  # meanwhile, the outside MLJob could have been picked up
+    assert "status" not in get(admin, MLJOB, "ns-outside", "outside")
+    assert only_child(admin, RAYJOB, "ns-outside") is None
+    assert not forbidden_lines(operator.log), "the operator hit a 403"
+
+    for namespace in ("ns-a", "ns-b"):
+        assert can_i(plane, kubeconfig, "list", "mljobs.mljob.io", "-n", namespace)
+        assert can_i(plane, kubeconfig, "create", "rayjobs.ray.io", "-n", namespace)
+    for args in [
+        ("list", "mljobs.mljob.io", "-n", "ns-outside"),
+        ("create", "rayjobs.ray.io", "-n", "ns-outside"),
+        ("create", "events", "-n", "ns-outside"),
+        ("list", "mljobs.mljob.io", "--all-namespaces"),
+        ("get", "secrets", "-n", "ns-a"),
+        ("get", "namespaces/ns-a"),  # names only (list/watch), not even a get
+        ("delete", "namespaces/ns-a"),
+    ]:
+        assert not can_i(plane, kubeconfig, *args), f"the operator may {' '.join(args)}"
+    helm("uninstall", "scoped", "--namespace", RELEASE_NAMESPACE, env=plane.env())
+
+
+def test_namespaced_install_works_without_any_cluster_scoped_right(plane, admin, tmp_path):
+    """rbac.clusterScopedReads=false: Roles only. kopf does not need the CRD and Namespace
+    reads: after retrying them (about a minute) it falls back to its initial resource scan
+    and to the listed namespaces, and the pipeline completes."""
+    make_namespaces(admin, "solo")
+    values = {"watchNamespaces": "{solo}", "rbac.clusterScopedReads": "false"}
+    objects = install(plane, "solo", values)
+    assert not [o for o in objects if o["kind"].startswith("Cluster")]
+    kubeconfig = service_account_kubeconfig(plane, admin, objects, tmp_path / "sa.kubeconfig")
+
+    with operators(objects, kubeconfig, tmp_path) as (operator,):
+        run_pipeline(admin, "solo", start_timeout=180)
+    log = operator.log.read_text()
+    assert "Not enough permissions to list namespaces" in log
+    assert "Not enough permissions to watch for resources" in log
+    for line in forbidden_lines(operator.log):
+        assert "namespaces" in line or "customresourcedefinitions" in line, line
+    assert not can_i(plane, kubeconfig, "list", "namespaces")
+    assert not can_i(plane, kubeconfig, "list", "customresourcedefinitions.apiextensions.k8s.io")
+    helm("uninstall", "solo", "--namespace", RELEASE_NAMESPACE, env=plane.env())
+
+
+def ray_mljob(name: str) -> dict:
+    return {
+        "apiVersion": "mljob.io/v1alpha1",
+        "kind": "MLJob",
+        "metadata": {"name": name},
+        "spec": {
+            "image": "example.com/x:1",
+            "dataPath": "s3a://lake",
+            "steps": [
+                {"name": "fit", "ray": {"entrypoint": "python x.py", "rayVersion": "2.49.0"}}
+            ],
+        },
+    }
+
+
+def test_two_replicas_peer_through_the_charts_peering_object(plane, admin, tmp_path):
+    """replicaCount 2: both pods run as the ServiceAccount with their own priorities; one is
+    active, the pipeline completes once (no duplicate child), both keep-alives are recorded."""
+    make_namespaces(admin, "ha-team")
+    objects = install(plane, "ha", {"replicaCount": "2"})
+    kubeconfig = service_account_kubeconfig(plane, admin, objects, tmp_path / "sa.kubeconfig")
+
+    with operators(objects, kubeconfig, tmp_path, replicas=2) as started:
+        run_pipeline(admin, "ha-team")
+        peering = client.CustomObjectsApi(admin).get_cluster_custom_object(
+            "kopf.dev", "v1", "clusterkopfpeerings", "ha-mljob-operator"
+        )
+        priorities = {peer: info["priority"] for peer, info in peering["status"].items()}
+        assert priorities == {"operator-0": 0, "operator-1": 1}
+    for operator in started:
+        assert not forbidden_lines(operator.log), operator.log.read_text()[-2000:]
+    assert "Pausing operations in favour of" in started[0].log.read_text()
+    helm("uninstall", "ha", "--namespace", RELEASE_NAMESPACE, env=plane.env())
