@@ -182,6 +182,10 @@ def build_ray_job(mljob: Obj, step: Obj, run: int, attempt: int) -> Obj:
         "entrypoint": ray["entrypoint"],
         "runtimeEnvYAML": _runtime_env_yaml(mljob, run, step),
     }
+    if step.get("activeDeadlineSeconds"):
+        # A second line of defence (the planner is the source of truth): KubeRay fails the job
+        # itself (DeadlineExceeded) even while this operator is down.
+        spec["activeDeadlineSeconds"] = step["activeDeadlineSeconds"]
     if mljob["spec"].get("rayCluster"):
         spec["clusterSelector"] = {
             c.RAY_CLUSTER_SELECTOR_KEY: naming.ray_cluster_name(mljob["metadata"]["name"], run)

@@ -179,6 +179,22 @@ def spec_hash(spec: Obj) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def status_patch(old: Obj, new: Obj) -> Obj:
+    """The JSON merge patch (RFC 7386) that turns status `old` into `new`: changed keys, and
+    null for every key `new` dropped (a new run drops completionTime, childrenDeletedTime...).
+    Send this, not `new` alone, to the status subresource."""
+    patch: Obj = {k: None for k in old if k not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            nested = status_patch(before, value)
+            if nested:
+                patch[key] = nested
+        elif value != before:
+            patch[key] = copy.deepcopy(value)
+    return patch
+
+
 def record_create_rejected(status: Obj, step_name: str | None, message: str, now: datetime) -> Plan:
     """The API server refused a child create (422, admission): fail the step once, with the
     server's message, so the planner never retries it in a loop. step_name None means the shared

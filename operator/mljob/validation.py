@@ -37,6 +37,31 @@ SPARK_DENIED_CONF = re.compile(
     r"|spark\.kubernetes\.authenticate(\.driver|\.executor)?\.oauthToken(File)?"
     r"|spark\.kubernetes(\.driver|\.executor)?\.container\.image)$"
 )
+# The fields of each object, as in crds/mljob.io_mljobs.yaml (a unit test keeps them in sync):
+# anything else is a typo the API server would silently prune.
+SPEC_FIELDS = frozenset(
+    {
+        "image", "dataPath", "env", "labels", "annotations", "rayCluster", "steps",
+        "ttlSecondsAfterFinished", "suspend", "activeDeadlineSeconds", "onSpecChange",
+    }
+)  # fmt: skip
+STEP_FIELDS = frozenset(
+    {
+        "name", "dependsOn", "retries", "backoffSeconds", "maxBackoffSeconds",
+        "startDeadlineSeconds", "activeDeadlineSeconds", "spark", "ray",
+    }
+)  # fmt: skip
+SPARK_FIELDS = frozenset(
+    {
+        "type", "mainApplicationFile", "mainClass", "arguments", "sparkVersion", "image",
+        "driver", "executor", "sparkConf", "hadoopConf", "deps", "env", "serviceAccount",
+        "volumes", "template",
+    }
+)  # fmt: skip
+RAY_STEP_FIELDS = frozenset(
+    {"entrypoint", "rayVersion", "image", "runtimeEnv", "head", "workers", "template"}
+)
+RAY_CLUSTER_FIELDS = frozenset({"rayVersion", "image", "head", "workers", "template"})
 SPARK_CONF_HINT = {
     "serviceAccountName": "use spark.serviceAccount",
     "container.image": "use spark.image or spec.image",
@@ -78,11 +103,19 @@ def _check_pipeline_fields(spec: Obj) -> Iterator[str]:
     yield from _check_env(spec.get("env"), "spec.env")
     yield from _check_labels(spec.get("labels"), "spec.labels")
     yield from _check_string_map(spec.get("annotations"), "spec.annotations")
+    yield from _check_known(spec, SPEC_FIELDS, "spec")
     yield from _check_type(spec, "suspend", bool, "spec")
-    yield from _check_int(spec, "ttlSecondsAfterFinished", "spec", 0, None)
+    yield from _check_int(spec, "ttlSecondsAfterFinished", "spec", 0, c.MAX_DEADLINE_SECONDS)
+    yield from _check_int(spec, "activeDeadlineSeconds", "spec", 1, c.MAX_DEADLINE_SECONDS)
+    policy = spec.get("onSpecChange")
+    if policy is not None and policy not in c.SPEC_CHANGE_POLICIES:
+        allowed = ", ".join(c.SPEC_CHANGE_POLICIES)
+        yield f"spec.onSpecChange: must be one of {allowed}, got {policy!r}"
     shared = spec.get("rayCluster")
     if shared is not None:
         yield from _check_ray_cluster_fields(shared, spec, "spec.rayCluster")
+        if isinstance(shared, dict):
+            yield from _check_known(shared, RAY_CLUSTER_FIELDS, "spec.rayCluster")
         labels = spec.get("labels") or {}
         if isinstance(labels, dict) and c.KUEUE_QUEUE_LABEL in labels:
             yield (
@@ -164,7 +197,12 @@ def _check_step(step: Obj, path: str, earlier_names: list, spec: Obj) -> Iterato
         )
     elif name in earlier_names:
         yield f"{path}.name: duplicate step name {name!r}; step names must be unique"
+    yield from _check_known(step, STEP_FIELDS, path)
     yield from _check_int(step, "retries", path, 0, c.MAX_RETRIES)
+    for key in ("backoffSeconds", "maxBackoffSeconds"):
+        yield from _check_int(step, key, path, 0, c.MAX_BACKOFF_SECONDS)
+    for key in ("startDeadlineSeconds", "activeDeadlineSeconds"):
+        yield from _check_int(step, key, path, 1, c.MAX_DEADLINE_SECONDS)
     has_spark, has_ray = "spark" in step, "ray" in step
     if has_spark == has_ray:
         yield f"{path}: set exactly one of `spark` or `ray`"
@@ -238,6 +276,7 @@ def _check_spark(spark: Any, path: str, spec: Obj) -> Iterator[str]:
     if not isinstance(spark, dict):
         yield f"{path}: must be a mapping"
         return
+    yield from _check_known(spark, SPARK_FIELDS, path)
     if spark.get("type", "Python") not in SPARK_TYPES:
         yield f"{path}.type: must be one of {', '.join(SPARK_TYPES)}, got {spark.get('type')!r}"
     yield from _require_string(spark, "mainApplicationFile", path, "e.g. local:///app/etl.py")
@@ -286,6 +325,7 @@ def _check_ray_step(ray: Any, path: str, spec: Obj) -> Iterator[str]:
     if not isinstance(ray, dict):
         yield f"{path}: must be a mapping"
         return
+    yield from _check_known(ray, RAY_STEP_FIELDS, path)
     yield from _require_string(ray, "entrypoint", path, "e.g. python /app/train.py")
     yield from _check_type(ray, "runtimeEnv", dict, path)
     yield from _check_type(ray, "template", dict, path)
@@ -411,6 +451,12 @@ def _check_generated_children(mljob: Obj) -> Iterator[str]:
 
 
 # --- small type helpers ---------------------------------------------------------------------------
+def _check_known(obj: Obj, known: frozenset[str], path: str) -> Iterator[str]:
+    for key in obj:
+        if key not in known:
+            yield f"{path}.{key}: unknown field (known: {', '.join(sorted(known))})"
+
+
 def _check_type(obj: Obj, key: str, kind: type, path: str) -> Iterator[str]:
     value = obj.get(key)
     if value is not None and not isinstance(value, kind):

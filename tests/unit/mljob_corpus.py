@@ -203,7 +203,7 @@ BAD_MANIFESTS: list[tuple[str, Any, str]] = [
     ("label-reserved", _with("spec.labels", {"mljob.io/name": "x"}), "prefix is reserved"),
     ("label-value-long", _with("spec.labels", {"a": "v" * 64}), "at most 63"),
     ("suspend-string", _with("spec.suspend", "yes"), "spec.suspend: must be true or false"),
-    ("ttl-negative", _with("spec.ttlSecondsAfterFinished", -1), "must be >= 0"),
+    ("ttl-negative", _with("spec.ttlSecondsAfterFinished", -1), "must be between 0 and"),
     ("unicode-step", mljob([spark_step("préparer")]), "spec.steps[0].name"),
     (
         "huge-entrypoint-ok-but-no-version",

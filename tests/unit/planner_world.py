@@ -6,7 +6,8 @@ import copy
 from datetime import UTC, datetime, timedelta
 
 from mljob import constants as c
-from mljob.planner import Create, Delete, Plan, plan
+from mljob.builders import merge_patch
+from mljob.planner import Create, Delete, Patch, Plan, plan, status_patch
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SPARK_DONE = {"applicationState": {"state": "COMPLETED"}, "driverInfo": {}}
@@ -19,12 +20,17 @@ class World:
         self.children: dict[tuple[str, str], dict] = {}
         self.created: list[tuple[str, str]] = []
         self.deleted: list[tuple[str, str]] = []
+        self.patched: list[tuple[str, str, dict]] = []
         self.events: list = []
-        self.tick = 0
+        self.now = T0
 
-    def reconcile(self) -> Plan:
-        self.tick += 1
-        result = plan(self.mljob, list(self.children.values()), T0 + timedelta(minutes=self.tick))
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    def reconcile(self, seconds: float = 60) -> Plan:
+        """Plan `seconds` after the previous reconcile and apply the actions like the glue."""
+        self.advance(seconds)
+        result = plan(self.mljob, list(self.children.values()), self.now)
         for action in result.actions:
             if isinstance(action, Create):
                 key = (action.kind, action.name)
@@ -34,7 +40,15 @@ class World:
             elif isinstance(action, Delete):
                 self.deleted.append((action.kind, action.name))
                 self.children.pop((action.kind, action.name), None)
-        self.mljob["status"] = result.status
+            elif isinstance(action, Patch):
+                self.patched.append((action.kind, action.name, action.patch))
+                key = (action.kind, action.name)
+                if key in self.children:
+                    self.children[key] = merge_patch(self.children[key], action.patch)
+        # Apply the status like the API server applies the glue's merge patch.
+        old = self.mljob.get("status") or {}
+        self.mljob["status"] = merge_patch(old, status_patch(old, result.status))
+        assert self.mljob["status"] == result.status
         self.events += result.events
         return result
 
@@ -63,6 +77,11 @@ class World:
                 }
             )
         self.set_status(entry["kind"], entry["child"], status)
+
+    def edit(self, **spec) -> None:
+        """Change the spec like kubectl apply does (a new generation)."""
+        self.mljob["spec"].update(spec)
+        self.mljob["metadata"]["generation"] += 1
 
     def step(self, name: str) -> dict:
         return next(e for e in self.mljob["status"]["steps"] if e["name"] == name)
