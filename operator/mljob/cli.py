@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,8 +18,9 @@ EPILOG = """examples:
   mljob validate examples/churn/mljob.yaml         the operator's checks, offline
   mljob render examples/churn/mljob.yaml           the children the operator would create
   mljob status churn -n team-a                     steps of an MLJob on the cluster
+  mljob operator --namespace team-a                run the operator (as in the chart)
+  mljob dev-cluster                                a local kube-apiserver + etcd to try it on
 """
-DEV_CLUSTER_MODULE = "mljob.testing.controlplane"
 
 
 class UserError(Exception):
@@ -146,6 +146,22 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_operator(args: argparse.Namespace) -> int:
+    from mljob.serve import ServeOptions, serve
+
+    serve(
+        ServeOptions(
+            namespaces=args.namespace,
+            peering=args.peering,
+            priority=args.priority,
+            liveness=args.liveness or None,
+            log_format=args.log_format,
+            verbose=args.verbose,
+        )
+    )
+    return 0
+
+
 def cmd_dev_cluster(args: argparse.Namespace) -> int:
     from mljob.testing import controlplane
 
@@ -225,15 +241,35 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("-n", "--namespace", default="default")
     status.add_argument("--context", help="kubeconfig context")
 
-    # Another module owns the dev control plane; this is a pass-through when it exists.
-    if importlib.util.find_spec(DEV_CLUSTER_MODULE) is not None:
-        dev = add(
-            "dev-cluster",
-            cmd_dev_cluster,
-            "start a local kube-apiserver + etcd with the CRDs (for development)",
-            "mljob dev-cluster --help",
-        )
-        dev.add_argument("rest", nargs=argparse.REMAINDER)
+    operator = add(
+        "operator",
+        cmd_operator,
+        "run the operator: watch MLJobs and their children, create SparkApplications/RayJobs",
+        "mljob operator --namespace team-a --namespace team-b",
+    )
+    operator.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        help="serve this namespace (repeatable; globs like team-* work); default: all",
+    )
+    operator.add_argument("--peering", help="kopf peering name, for more than one replica")
+    operator.add_argument("--priority", type=int, default=0, help="peering priority")
+    operator.add_argument(
+        "--liveness",
+        default="http://0.0.0.0:8081/healthz",
+        help="health endpoint URL ('' to disable; default: %(default)s)",
+    )
+    operator.add_argument("--log-format", choices=["plain", "full", "json"], default="full")
+    operator.add_argument("-v", "--verbose", action="store_true", help="log every event")
+
+    dev = add(
+        "dev-cluster",
+        cmd_dev_cluster,
+        "start a local kube-apiserver + etcd with the CRDs (for development)",
+        "mljob dev-cluster --help",
+    )
+    dev.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
 

@@ -245,16 +245,19 @@ async def _apply_actions(mljob: Obj, result: Plan) -> Plan:
             await asyncio.to_thread(
                 state.api.delete, CHILD_RESOURCES[action.kind], action.namespace, action.name
             )
+            logger.info("%s/%s: deleted %s %s", *key, action.kind, action.name)
             continue
         outcome = await asyncio.to_thread(
             state.api.create, CHILD_RESOURCES[action.kind], key[0], action.body
         )
         if isinstance(outcome, kube.Rejected):
+            logger.warning("%s/%s: %s %s rejected: %s", *key, action.kind, action.name, outcome)
             rejected = record_create_rejected(status, action.step, outcome.message, _now())
             status = rejected.status
             events += rejected.events
         elif outcome is not None:
             state.created.setdefault(key, {})[(action.kind, action.name)] = outcome
+            logger.info("%s/%s: created %s %s", *key, action.kind, action.name)
             _failpoint("after-create")
     return Plan([], status, _dedupe(events))
 

@@ -35,9 +35,10 @@ def small_example(tmp_path: Path, *, break_step: str | None = None) -> Path:
     return manifest
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    if shutil.which("java") is None:
-        skip = pytest.mark.skip(reason="local-mode tests need Java on PATH")
-        for item in items:
-            if "needs_java" in item.keywords:
-                item.add_marker(skip)
+@pytest.fixture(autouse=True)
+def _java_for_pyspark(request: pytest.FixtureRequest) -> None:
+    """PySpark tests need a JDK: fail (never skip) with how to get one."""
+    if "needs_java" in request.keywords and shutil.which("java") is None:
+        pytest.fail(
+            "local-mode tests need Java 17 on PATH: apt-get install openjdk-17-jre-headless"
+        )

@@ -40,12 +40,10 @@ class OperatorProcess:
         args = [
             sys.executable,
             "-m",
-            "kopf",
-            "run",
-            *self._scope_args(),
+            "mljob.cli",
+            "operator",
+            *[f"--namespace={ns}" for ns in self.namespaces or []],
             f"--liveness=http://127.0.0.1:{self.health_port}/healthz",
-            "-m",
-            "mljob.handlers",
             *self.extra_args,
         ]
         log = self.log_path.open("ab")
@@ -61,11 +59,6 @@ class OperatorProcess:
         log.close()
         self._wait_ready(timeout)
         return self
-
-    def _scope_args(self) -> list[str]:
-        scope = [f"--namespace={ns}" for ns in self.namespaces or []] or ["--all-namespaces"]
-        peering = [a for a in self.extra_args if a.startswith("--peering")]
-        return scope if peering else [*scope, "--standalone"]
 
     @property
     def running(self) -> bool:
