@@ -23,8 +23,9 @@ LABELS = (
 NAMESPACED_RULES = {
     ("mljob.io", "mljobs"): {"list", "watch"},
     ("mljob.io", "mljobs/status"): {"patch"},
-    ("sparkoperator.k8s.io", "sparkapplications"): {"list", "watch", "create", "delete"},
-    ("ray.io", "rayjobs"): {"list", "watch", "create", "delete"},
+    # patch: spec.suspend only (the planner's Patch action, suspend/resume)
+    ("sparkoperator.k8s.io", "sparkapplications"): {"list", "watch", "create", "delete", "patch"},
+    ("ray.io", "rayjobs"): {"list", "watch", "create", "delete", "patch"},
     ("ray.io", "rayclusters"): {"list", "watch", "create", "delete"},
     ("", "events"): {"create"},
 }

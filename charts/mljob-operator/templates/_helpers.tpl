@@ -74,13 +74,18 @@ the per-namespace Roles (watchNamespaces).
 - apiGroups: [mljob.io]
   resources: [mljobs/status]
   verbs: [patch]
-# The children: watched (indexes + event handlers), created (one per step run, 409 = exists),
-# deleted (shared RayCluster cleanup). Never patched after creation, never their status.
+# The children: watched (indexes + event handlers), created (one per step attempt; 409 means it
+# exists), deleted (TTL, cancelled runs, the shared RayCluster). Never their status.
 - apiGroups: [sparkoperator.k8s.io]
   resources: [sparkapplications]
-  verbs: [list, watch, create, delete]
+  verbs: [list, watch, create, delete, patch]
 - apiGroups: [ray.io]
-  resources: [rayjobs, rayclusters]
+  resources: [rayjobs]
+  verbs: [list, watch, create, delete, patch]
+# Step children are patched only to follow spec.suspend (the one field they take without a
+# restart); the shared RayCluster never is.
+- apiGroups: [ray.io]
+  resources: [rayclusters]
   verbs: [list, watch, create, delete]
 # Events on MLJobs (kopf posts core/v1 Events).
 - apiGroups: [""]
