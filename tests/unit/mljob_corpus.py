@@ -205,6 +205,65 @@ BAD_MANIFESTS: list[tuple[str, Any, str]] = [
     ("suspend-string", _with("spec.suspend", "yes"), "spec.suspend: must be true or false"),
     ("ttl-negative", _with("spec.ttlSecondsAfterFinished", -1), "must be between 0 and"),
     ("unicode-step", mljob([spark_step("préparer")]), "spec.steps[0].name"),
+    # --- lifecycle fields (issue 4) ---
+    ("deadline-zero", _with("spec.steps.0.startDeadlineSeconds", 0), "must be between 1 and"),
+    (
+        "step-deadline-huge",
+        _with("spec.steps.1.activeDeadlineSeconds", 10**12),
+        "activeDeadlineSeconds: must be between 1 and 31536000",
+    ),
+    ("pipeline-deadline-string", _with("spec.activeDeadlineSeconds", "1h"), "must be an integer"),
+    ("ttl-huge", _with("spec.ttlSecondsAfterFinished", 2**63), "must be between 0 and 31536000"),
+    ("retries-huge", _with("spec.steps.0.retries", 10**9), "retries: must be between 0 and 10"),
+    ("backoff-negative", _with("spec.steps.0.backoffSeconds", -5), "backoffSeconds: must be"),
+    ("backoff-float", _with("spec.steps.0.maxBackoffSeconds", 1.5), "must be an integer"),
+    ("on-spec-change", _with("spec.onSpecChange", "Restart"), "onSpecChange: must be one of"),
+    # --- wrong types and shapes ---
+    ("spec-list", _with("spec", ["steps"]), "spec: required"),
+    ("steps-mapping", _with("spec.steps", {"prepare": {}}), "spec.steps: required"),
+    ("step-string", _with("spec.steps.0", "prepare"), "spec.steps[0]: must be a mapping"),
+    ("spark-list", _with("spec.steps.0.spark", ["x"]), "spec.steps[0].spark: must be a mapping"),
+    (
+        "ray-string",
+        _with("spec.steps.1.ray", "python t.py"),
+        "spec.steps[1].ray: must be a mapping",
+    ),
+    ("name-number", _with("metadata.name", 42), "metadata.name: required"),
+    ("step-name-missing", _with("spec.steps.0.name", _DELETE), "spec.steps[0].name: required"),
+    ("image-number", _with("spec.image", 1.4), "spec.image: must be a string"),
+    ("env-not-list", _with("spec.env", {"A": "1"}), "spec.env: must be a list"),
+    ("labels-list", _with("spec.labels", ["a"]), "spec.labels: must be a map of strings"),
+    # --- unknown fields (typos the API server would silently prune) ---
+    ("unknown-spec-field", _with("spec.stpes", []), "spec.stpes: unknown field"),
+    ("unknown-step-field", _with("spec.steps.0.retry", 3), "spec.steps[0].retry: unknown field"),
+    (
+        "unknown-spark-field",
+        _with("spec.steps.0.spark.mainApplicationFlie", "x"),
+        "spark.mainApplicationFlie: unknown field",
+    ),
+    ("unknown-ray-field", _with("spec.steps.1.ray.replicas", 3), "ray.replicas: unknown field"),
+    # --- names that overflow child name limits, hostile text ---
+    ("unicode-name", _with("metadata.name", "chürn"), "metadata.name: must be lower-case"),
+    ("emoji-step", mljob([spark_step("prep-🚀")]), "spec.steps[0].name"),
+    ("step-name-leading-dash", mljob([spark_step("-prep")]), "spec.steps[0].name"),
+    (
+        "step-other-namespace",
+        _with("spec.steps.0.namespace", "kube-system"),
+        "spec.steps[0].namespace: unknown field",
+    ),
+    (
+        "ray-empty-cluster-selector",
+        _with(
+            "spec.steps.1.ray.template",
+            {"clusterSelector": {"ray.io/cluster": ""}, "rayClusterSpec": None},
+        ),
+        "needs rayClusterSpec or clusterSelector",
+    ),
+    (
+        "long-dependency-list",
+        mljob([spark_step("a"), spark_step("b", dependsOn=["a"] * 21)]),
+        "dependsOn: at most 20 entries",
+    ),
     (
         "huge-entrypoint-ok-but-no-version",
         _with("spec.steps.1.ray", {"entrypoint": "x" * (1 << 20)}),

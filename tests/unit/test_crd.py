@@ -2,6 +2,9 @@ from pathlib import Path
 
 import yaml
 
+from mljob import constants as c
+from mljob import validation
+
 CRD = Path(__file__).resolve().parents[2] / "crds" / "mljob.io_mljobs.yaml"
 
 
@@ -30,3 +33,37 @@ def test_names_and_printer_columns():
     assert version["subresources"] == {"status": {}}
     columns = [col["name"] for col in version["additionalPrinterColumns"]]
     assert columns == ["Phase", "Step", "Progress", "Age"]
+
+
+def _spec_schema():
+    version = yaml.safe_load(CRD.read_text())["spec"]["versions"][0]
+    return version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+
+
+def test_validate_knows_exactly_the_fields_of_the_schema():
+    spec = _spec_schema()
+    step = spec["properties"]["steps"]["items"]["properties"]
+    assert set(spec["properties"]) == validation.SPEC_FIELDS
+    assert set(step) == validation.STEP_FIELDS
+    assert set(step["spark"]["properties"]) == validation.SPARK_FIELDS
+    assert set(step["ray"]["properties"]) == validation.RAY_STEP_FIELDS
+    assert set(spec["properties"]["rayCluster"]["properties"]) == validation.RAY_CLUSTER_FIELDS
+
+
+def test_no_default_inside_list_items():
+    """A schema default inside a list item makes kubectl apply and Argo CD see a diff on every
+    re-apply (the server fills it in); defaults live in the operator instead."""
+    version = yaml.safe_load(CRD.read_text())["spec"]["versions"][0]
+    walked = _walk(version["schema"]["openAPIV3Schema"])
+    assert [p for p, s in walked if "[]" in p and "default" in s] == []
+
+
+def test_lifecycle_bounds_match_the_code():
+    spec = _spec_schema()
+    step = spec["properties"]["steps"]["items"]["properties"]
+    assert spec["properties"]["onSpecChange"]["enum"] == list(c.SPEC_CHANGE_POLICIES)
+    for field in ("startDeadlineSeconds", "activeDeadlineSeconds"):
+        assert step[field]["maximum"] == c.MAX_DEADLINE_SECONDS
+    assert step["retries"]["maximum"] == c.MAX_RETRIES
+    assert step["maxBackoffSeconds"]["maximum"] == c.MAX_BACKOFF_SECONDS
+    assert spec["properties"]["activeDeadlineSeconds"]["maximum"] == c.MAX_DEADLINE_SECONDS
