@@ -463,7 +463,7 @@ def _plan_spec_change(ctx: _Context, old: Obj, new_hash: str) -> Plan:
         message = f"the spec changed: run {ctx.run + 1} starts when step(s) {names} finish"
         verdict = _Verdict(c.RUNNING, c.REASON_WAITING_FOR_RUN, message, names.replace(" ", ""))
         status = _summarize(draining, old, verdict, ctx.now)
-        return _finish(old, status, ctx.mljob, ctx.now, actions)
+        return _finish(old, status, ctx.mljob, ctx.now, actions, _next_wakeup(ctx, status))
     actions += _cancel(ctx, live, policy)
     actions += _delete_old_cluster(ctx, draining)
     base = {

@@ -411,3 +411,15 @@ def test_status_patch_nulls_dropped_keys_and_keeps_unchanged_ones_out():
         "run": 2,
     }
     assert status_patch(new, new) == {}
+
+
+def test_a_stuck_child_of_the_old_run_is_ended_by_its_start_deadline_while_waiting():
+    world = World(mljob([spark_step("prepare", startDeadlineSeconds=300)]))
+    world.reconcile(seconds=0)
+    world.set_status(c.SPARK_KIND, "churn-prepare-r1", SUBMITTED)
+    world.edit(image="registry.example.com/churn:1.5")
+    result = world.reconcile(seconds=100)
+    assert result.actions == [] and result.requeue_after == 200.0
+    result = world.reconcile(seconds=200)
+    assert deleted(result) == ["churn-prepare-r1"] and created(result) == ["churn-prepare-r2"]
+    assert world.status["runs"][0]["phase"] == c.FAILED
