@@ -151,6 +151,9 @@ class _Context:
     def delete(self, kind: str, name: str) -> Delete:
         return Delete(c.API_VERSION_OF_KIND[kind], kind, name, self.namespace)
 
+    def patch(self, kind: str, name: str, patch: Obj) -> Patch:
+        return Patch(c.API_VERSION_OF_KIND[kind], kind, name, self.namespace, patch)
+
 
 def plan(mljob: Obj, children: list[Obj], now: datetime) -> Plan:
     """Plan one reconcile of `mljob` given its observed `children` at `now`.
@@ -416,15 +419,8 @@ def _suspend_or_resume(ctx: _Context, entries: list[Obj]) -> list[Action]:
         flagged = bool(entry.get("childSuspended"))
         if ctx.suspended == flagged or (ctx.suspended and not _suspendable(ctx, entry)):
             continue
-        patch = {"spec": {"suspend": ctx.suspended}}
         actions.append(
-            Patch(
-                c.API_VERSION_OF_KIND[entry["kind"]],
-                entry["kind"],
-                entry["child"],
-                ctx.namespace,
-                patch,
-            )
+            ctx.patch(entry["kind"], entry["child"], {"spec": {"suspend": ctx.suspended}})
         )
         if ctx.suspended:
             entry["childSuspended"] = True
