@@ -10,7 +10,6 @@ import pytest
 from mljob.testing.binaries import BinaryError
 from mljob.testing.controlplane import ControlPlane, ControlPlaneError
 
-
 # The shared operator serves namespaces named t-*; tests that run their own operator (fault
 # injection, peering) use other names so that exactly one operator acts on their objects.
 SHARED_OPERATOR_PREFIX = "t-"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -147,7 +148,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_operator(args: argparse.Namespace) -> int:
-    from mljob.serve import ServeOptions, serve
+    from mljob.serve import ServeOptions, WebhookOptions, serve
+
+    webhook = None
+    if args.webhook_port:
+        webhook = WebhookOptions(args.webhook_port, args.webhook_cert, args.webhook_key)
 
     serve(
         ServeOptions(
@@ -157,6 +162,8 @@ def cmd_operator(args: argparse.Namespace) -> int:
             liveness=args.liveness or None,
             log_format=args.log_format,
             verbose=args.verbose,
+            metrics_port=args.metrics_port,
+            webhook=webhook,
         )
     )
     return 0
@@ -262,6 +269,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     operator.add_argument("--log-format", choices=["plain", "full", "json"], default="full")
     operator.add_argument("-v", "--verbose", action="store_true", help="log every event")
+    operator.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("MLJOB_METRICS_PORT", "8080")),
+        help="serve Prometheus /metrics on this port (0: off; default: %(default)s, "
+        "or $MLJOB_METRICS_PORT)",
+    )
+    operator.add_argument(
+        "--webhook-port", type=int, default=0, help="serve the admission webhook (0: off)"
+    )
+    operator.add_argument("--webhook-cert", default="/etc/mljob/webhook/tls.crt")
+    operator.add_argument("--webhook-key", default="/etc/mljob/webhook/tls.key")
 
     dev = add(
         "dev-cluster",

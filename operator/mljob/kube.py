@@ -15,6 +15,7 @@ from typing import Any
 from kubernetes import client, config
 
 from mljob import constants as c
+from mljob import metrics
 
 Obj = dict[str, Any]
 Resource = tuple[str, str, str]  # (group, version, plural)
@@ -29,6 +30,7 @@ class Rejected:
 class Api:
     def __init__(self, api_client: client.ApiClient) -> None:
         self.objects = client.CustomObjectsApi(api_client)
+        self.authorization = client.AuthorizationV1Api(api_client)
         self.requests: Counter[str] = Counter()  # by verb, for metrics and benchmarks
 
     @classmethod
@@ -49,9 +51,10 @@ class Api:
         group, version, plural = resource
         self.requests["create"] += 1
         try:
-            return self.objects.create_namespaced_custom_object(
-                group, version, namespace, plural, body, field_validation="Strict"
-            )
+            with metrics.api_request("create"):
+                return self.objects.create_namespaced_custom_object(
+                    group, version, namespace, plural, body, field_validation="Strict"
+                )
         except client.ApiException as error:
             if error.status == 409:
                 return None
@@ -63,9 +66,10 @@ class Api:
         group, version, plural = resource
         self.requests["delete"] += 1
         try:
-            self.objects.delete_namespaced_custom_object(
-                group, version, namespace, plural, name, propagation_policy="Background"
-            )
+            with metrics.api_request("delete"):
+                self.objects.delete_namespaced_custom_object(
+                    group, version, namespace, plural, name, propagation_policy="Background"
+                )
         except client.ApiException as error:
             if error.status != 404:
                 raise
@@ -74,13 +78,38 @@ class Api:
         """Merge-patch the status subresource (never the spec). None if the MLJob is gone."""
         self.requests["patch"] += 1
         try:
-            return self.objects.patch_namespaced_custom_object_status(
-                c.GROUP, c.VERSION, namespace, c.PLURAL, name, {"status": status}
-            )
+            with metrics.api_request("patch"):
+                return self.objects.patch_namespaced_custom_object_status(
+                    c.GROUP, c.VERSION, namespace, c.PLURAL, name, {"status": status}
+                )
         except client.ApiException as error:
             if error.status == 404:
                 return None
             raise
+
+    def can(self, user: Obj, verb: str, namespace: str, group: str, resource: str) -> bool:
+        """Ask the API server (SubjectAccessReview) whether `user` (an admission request's
+        userInfo) may do `verb` on `resource` in `namespace`."""
+        self.requests["create"] += 1
+        review = self.authorization.create_subject_access_review(
+            {
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SubjectAccessReview",
+                "spec": {
+                    "user": user.get("username"),
+                    "uid": user.get("uid"),
+                    "groups": user.get("groups") or [],
+                    "extra": user.get("extra") or {},
+                    "resourceAttributes": {
+                        "namespace": namespace,
+                        "verb": verb,
+                        "group": group,
+                        "resource": resource,
+                    },
+                },
+            }
+        )
+        return bool(review.status.allowed)
 
 
 def _message(error: client.ApiException) -> str:

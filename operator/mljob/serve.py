@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import kopf
 
+from mljob import metrics
+
 LOG_FORMATS = {
     "plain": kopf.LogFormat.PLAIN,
     "full": kopf.LogFormat.FULL,
@@ -23,6 +25,16 @@ class ServeOptions:
     liveness: str | None = "http://0.0.0.0:8081/healthz"
     log_format: str = "full"
     verbose: bool = False
+    metrics_port: int = 8080  # Prometheus /metrics on all interfaces; 0: off
+    webhook: WebhookOptions | None = None  # serve the validating admission webhook
+
+
+@dataclass(frozen=True)
+class WebhookOptions:
+    port: int = 9443
+    certfile: str = "/etc/mljob/webhook/tls.crt"  # mounted from the chart's Secret
+    keyfile: str = "/etc/mljob/webhook/tls.key"
+    addr: str = "0.0.0.0"
 
 
 def serve(options: ServeOptions) -> None:
@@ -32,6 +44,10 @@ def serve(options: ServeOptions) -> None:
     # kopf logs every handled event at INFO; the operator's own lines tell the story.
     if not options.verbose:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    metrics.count_watch_streams()
+    metrics.serve(options.metrics_port)
+    if options.webhook:
+        _enable_webhook(options.webhook)
     kopf.run(
         clusterwide=not options.namespaces,
         namespaces=list(options.namespaces),
@@ -40,3 +56,19 @@ def serve(options: ServeOptions) -> None:
         priority=options.priority,
         liveness_endpoint=options.liveness,
     )
+
+
+def _enable_webhook(options: WebhookOptions) -> None:
+    """Serve the admission webhook with the given certificate. The ValidatingWebhookConfiguration
+    is installed by the chart (or the tests), never by the operator: that would need cluster-wide
+    write access to webhook configurations."""
+    import mljob.admission  # noqa: F401  (registers the validation handler)
+
+    @kopf.on.startup()
+    def webhook_server(settings: kopf.OperatorSettings, **_: object) -> None:
+        settings.admission.server = kopf.WebhookServer(
+            addr=options.addr,
+            port=options.port,
+            certfile=options.certfile,
+            pkeyfile=options.keyfile,
+        )

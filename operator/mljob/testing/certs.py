@@ -129,3 +129,19 @@ def generate(directory: Path) -> CertFiles:
     files.admin_key.write_bytes(admin[1])
     files.service_account_key.write_bytes(_key_pem(sa_key))
     return files
+
+
+def issue_serving_files(
+    ca: CertFiles, directory: Path, server_names: list[str], name: str = "webhook"
+) -> tuple[Path, Path]:
+    """A serving certificate signed by the control plane's CA (for webhooks that the API
+    server calls); returns (cert file, key file)."""
+    ca_cert = x509.load_pem_x509_certificate(ca.ca_cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(ca.ca_key.read_bytes(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    cert, key = issue_certificate(ca_cert, ca_key, _name(name), server_names=server_names)
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
+    cert_path.write_bytes(cert)
+    key_path.write_bytes(key)
+    return cert_path, key_path

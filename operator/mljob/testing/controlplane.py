@@ -235,6 +235,11 @@ class ControlPlane:
         configuration.key_file = str(self._certs.admin_key)
         return client.ApiClient(configuration)
 
+    @property
+    def pki(self) -> certs.CertFiles:
+        """The CA and admin certificates (e.g. to sign a webhook's serving certificate)."""
+        return self._certs
+
     def env(self) -> dict[str, str]:
         """Environment for a subprocess (operator, kubectl, helm) that should use this cluster."""
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
