@@ -19,13 +19,14 @@ import datetime
 import logging
 import os
 import signal
+import time
 from collections.abc import Iterable
 from typing import Any
 
 import kopf
 
 from mljob import constants as c
-from mljob import kube
+from mljob import kube, metrics, states
 from mljob.planner import Delete, Plan, plan, record_create_rejected
 
 logger = logging.getLogger("mljob")
@@ -58,6 +59,9 @@ class _State:
         self.latest: dict[Key, Obj] = {}
         # Children created by this process but not yet seen through the watch.
         self.created: dict[Key, dict[tuple[str, str], Obj]] = {}
+        # When a child event showing a terminal state arrived (perf_counter), per MLJob, until
+        # the next reconcile of that MLJob takes it: mljob_operator_step_transition_seconds.
+        self.terminal_seen: dict[Key, float] = {}
         self.indexes: Any = None
 
     def lock(self, key: Key) -> asyncio.Lock:
@@ -120,6 +124,29 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     # Index objects are live views: keep them for the resync loop and for reconcile.
     state.indexes = {name: kwargs[name] for name in INDEX_NAMES}
     memo.resync_task = asyncio.create_task(_resync_forever())
+    metrics.watch_phases(_known_phases)
+    metrics.count_watch_streams()
+    _serve_metrics(int(os.environ.get("MLJOB_METRICS_PORT", "8080")))
+
+
+def _serve_metrics(port: int) -> None:
+    """Serve /metrics (MLJOB_METRICS_PORT, `mljob operator --metrics-port`; 0: off). A port
+    that is taken is logged, not fatal: the operator's work matters more than its metrics."""
+    try:
+        metrics.serve(port)
+    except OSError as error:
+        logger.error("cannot serve metrics on port %d: %s", port, error)
+
+
+def _known_phases() -> list[str | None]:
+    """status.phase of every MLJob this process knows (called from the metrics thread)."""
+    return [(body.get("status") or {}).get("phase") for body in list(state.latest.values())]
+
+
+@kopf.on.probe(id="mljobs")
+def known_mljobs(**_: Any) -> int:
+    """Reported by kopf's /healthz (liveness and readiness): the MLJobs this process knows."""
+    return len(state.latest)
 
 
 @kopf.on.cleanup()
@@ -137,9 +164,9 @@ async def _resync_forever() -> None:
         index = state.indexes["mljobs"]
         for key in list(index):
             try:
-                await reconcile(*key)
+                await reconcile(*key, trigger="resync")
             except Exception:
-                logger.exception("resync of %s/%s failed", *key)
+                logger.exception("resync of %s/%s failed", *key, extra=_log_fields(key))
 
 
 # --- events ---
@@ -152,42 +179,70 @@ async def mljob_event(
         _forget(key)
         return
     _remember(key, copy.deepcopy(dict(body)))
-    await reconcile(namespace, name)
+    await reconcile(namespace, name, trigger="mljob")
 
 
-async def _child_event(type: str | None, namespace: str, labels: kopf.Labels) -> None:
+async def _child_event(
+    type: str | None, namespace: str, labels: kopf.Labels, body: kopf.Body
+) -> None:
     owner = labels.get(c.LABEL_NAME)
-    if owner:
-        await reconcile(namespace, owner)
+    if not owner:
+        return
+    if type != "DELETED" and _is_terminal(body):
+        state.terminal_seen.setdefault((namespace, owner), time.perf_counter())
+    await reconcile(namespace, owner, trigger="child")
+
+
+def _is_terminal(body: kopf.Body) -> bool:
+    if body.get("kind") not in metrics.ENGINES:
+        return False
+    return states.child_state(dict(body)).phase in c.TERMINAL_PHASES
 
 
 @kopf.on.event(*CHILD_RESOURCES[c.SPARK_KIND], labels=OWNED)
-async def spark_event(type: str | None, namespace: str, labels: kopf.Labels, **_: Any):
-    await _child_event(type, namespace, labels)
+async def spark_event(
+    type: str | None, namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any
+):
+    await _child_event(type, namespace, labels, body)
 
 
 @kopf.on.event(*CHILD_RESOURCES[c.RAY_JOB_KIND], labels=OWNED)
-async def rayjob_event(type: str | None, namespace: str, labels: kopf.Labels, **_: Any):
-    await _child_event(type, namespace, labels)
+async def rayjob_event(
+    type: str | None, namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any
+):
+    await _child_event(type, namespace, labels, body)
 
 
 @kopf.on.event(*CHILD_RESOURCES[c.RAY_CLUSTER_KIND], labels=OWNED)
-async def raycluster_event(type: str | None, namespace: str, labels: kopf.Labels, **_: Any):
-    await _child_event(type, namespace, labels)
+async def raycluster_event(
+    type: str | None, namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any
+):
+    await _child_event(type, namespace, labels, body)
 
 
 # --- reconcile ---
-async def reconcile(namespace: str, name: str) -> None:
+async def reconcile(namespace: str, name: str, trigger: str = "mljob") -> None:
     """Plan from the newest MLJob and its observed children, then apply: creates/deletes,
     the status patch (only when it changed), and Events for the transitions."""
-    key = (namespace, name)
+    metrics.RECONCILES.labels(trigger).inc()
+    with (
+        metrics.RECONCILE_DURATION.time(),
+        metrics.RECONCILE_ERRORS.labels(trigger).count_exceptions(),
+    ):
+        await _reconcile((namespace, name))
+
+
+async def _reconcile(key: Key) -> None:
     async with state.lock(key):
+        terminal_seen = state.terminal_seen.pop(key, None)
         mljob = _current_mljob(key)
         if mljob is None or mljob["metadata"].get("deletionTimestamp"):
             return
         children = _observed_children(key, mljob["metadata"]["uid"])
         result = plan(mljob, children, _now())
-        result = await _apply_actions(mljob, result)
+        result, started_step = await _apply_actions(mljob, result)
+        if started_step and terminal_seen is not None:
+            metrics.STEP_TRANSITION.observe(time.perf_counter() - terminal_seen)
         await _write_status(key, mljob, result)
 
 
@@ -235,31 +290,49 @@ def _owned_by(child: Obj, uid: str) -> bool:
     return any(ref.get("uid") == uid for ref in child["metadata"].get("ownerReferences") or [])
 
 
-async def _apply_actions(mljob: Obj, result: Plan) -> Plan:
+async def _apply_actions(mljob: Obj, result: Plan) -> tuple[Plan, bool]:
+    """Apply the plan's actions; also say whether a step's child was created."""
     assert state.api is not None
     key = (mljob["metadata"]["namespace"], mljob["metadata"]["name"])
+    run = result.status.get("run")
     status = result.status
     events = list(result.events)
+    started_step = False
     for action in result.actions:
         if isinstance(action, Delete):
             await asyncio.to_thread(
                 state.api.delete, CHILD_RESOURCES[action.kind], action.namespace, action.name
             )
-            logger.info("%s/%s: deleted %s %s", *key, action.kind, action.name)
+            extra = _log_fields(key, run)
+            logger.info("%s/%s: deleted %s %s", *key, action.kind, action.name, extra=extra)
             continue
+        extra = _log_fields(key, run, action.step)
         outcome = await asyncio.to_thread(
             state.api.create, CHILD_RESOURCES[action.kind], key[0], action.body
         )
         if isinstance(outcome, kube.Rejected):
-            logger.warning("%s/%s: %s %s rejected: %s", *key, action.kind, action.name, outcome)
+            logger.warning(
+                "%s/%s: %s %s rejected: %s", *key, action.kind, action.name, outcome, extra=extra
+            )
             rejected = record_create_rejected(status, action.step, outcome.message, _now())
             status = rejected.status
             events += rejected.events
         elif outcome is not None:
             state.created.setdefault(key, {})[(action.kind, action.name)] = outcome
-            logger.info("%s/%s: created %s %s", *key, action.kind, action.name)
+            started_step = started_step or action.step is not None
+            logger.info("%s/%s: created %s %s", *key, action.kind, action.name, extra=extra)
             _failpoint("after-create")
-    return Plan([], status, _dedupe(events))
+    return Plan([], status, _dedupe(events)), started_step
+
+
+def _log_fields(key: Key, run: int | None = None, step: str | None = None) -> dict[str, Any]:
+    """Fields for `extra=`: kopf's JSON log format (`--log-format json`) emits them."""
+    fields: dict[str, Any] = {"namespace": key[0], "mljob": key[1]}
+    if run is not None:
+        fields["run"] = run
+    if step is not None:
+        fields["step"] = step
+    return fields
 
 
 def _dedupe(events: Iterable) -> list:
@@ -268,15 +341,18 @@ def _dedupe(events: Iterable) -> list:
 
 async def _write_status(key: Key, mljob: Obj, result: Plan) -> None:
     assert state.api is not None
-    if result.status != (mljob.get("status") or {}):
+    old = mljob.get("status") or {}
+    if result.status != old:
         updated = await asyncio.to_thread(
             state.api.patch_mljob_status, key[0], key[1], result.status
         )
         if updated is None:
             return  # the MLJob is gone
         _remember(key, updated)
+        metrics.observe_status(old, result.status)
     for event in result.events:
         kopf.event(mljob, type=event.type, reason=event.reason, message=event.message)
+        metrics.EVENTS.labels(event.type, event.reason).inc()
 
 
 def _remember(key: Key, body: Obj) -> None:
@@ -289,6 +365,7 @@ def _forget(key: Key) -> None:
     state.latest.pop(key, None)
     state.created.pop(key, None)
     state.locks.pop(key, None)
+    state.terminal_seen.pop(key, None)
 
 
 def _failpoint(name: str) -> None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import kopf
-
-from mljob import metrics
 
 LOG_FORMATS = {
     "plain": kopf.LogFormat.PLAIN,
@@ -44,8 +43,8 @@ def serve(options: ServeOptions) -> None:
     # kopf logs every handled event at INFO; the operator's own lines tell the story.
     if not options.verbose:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    metrics.count_watch_streams()
-    metrics.serve(options.metrics_port)
+    # The handlers start the metrics server from this variable (the chart runs `kopf run`).
+    os.environ["MLJOB_METRICS_PORT"] = str(options.metrics_port)
     if options.webhook:
         _enable_webhook(options.webhook)
     kopf.run(

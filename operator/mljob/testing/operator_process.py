@@ -34,9 +34,11 @@ class OperatorProcess:
     env: dict[str, str] = field(default_factory=dict)
     popen: subprocess.Popen | None = None
     health_port: int = 0
+    metrics_port: int = 0
 
     def start(self, timeout: float = 60) -> OperatorProcess:
         self.health_port = _free_port()
+        self.metrics_port = _free_port()
         args = [
             sys.executable,
             "-m",
@@ -44,6 +46,7 @@ class OperatorProcess:
             "operator",
             *[f"--namespace={ns}" for ns in self.namespaces or []],
             f"--liveness=http://127.0.0.1:{self.health_port}/healthz",
+            f"--metrics-port={self.metrics_port}",
             *self.extra_args,
         ]
         log = self.log_path.open("ab")
@@ -59,6 +62,15 @@ class OperatorProcess:
         log.close()
         self._wait_ready(timeout)
         return self
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
 
     @property
     def running(self) -> bool:
