@@ -27,7 +27,7 @@ from kubernetes import client
 from mljob.testing.binaries import ensure_binaries
 from mljob.testing.controlplane import ControlPlane, ControlPlaneError
 
-from .helm import CHART, container, helm, helm_path, render, set_args
+from .helm import CHART, REPO_ROOT, container, helm, helm_path, render, set_args
 
 pytestmark = pytest.mark.integration
 
@@ -288,6 +288,11 @@ def test_cluster_wide_install_runs_a_pipeline_with_least_privilege(plane, admin,
         ("patch", "clusterkopfpeerings.kopf.dev"),
     ]:
         assert not can_i(plane, kubeconfig, *args), f"the operator may {' '.join(args)}"
+    # The documented CRD upgrade (docs/install.md) works on CRDs created by someone else.
+    applied = plane.kubectl(
+        "apply", "--server-side", "--force-conflicts", "-f", str(REPO_ROOT / "crds"), check=False
+    )
+    assert applied.returncode == 0, applied.stderr
     helm("uninstall", "cw", "--namespace", RELEASE_NAMESPACE, env=plane.env())
 
 

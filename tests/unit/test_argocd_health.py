@@ -74,3 +74,12 @@ def test_argocd_cm_snippet_carries_the_script_unchanged():
     snippet = yaml.safe_load((HERE.parents[1] / "argocd-cm.yaml").read_text())
     key = "resource.customizations.health.mljob.io_MLJob"
     assert snippet["data"][key] == SCRIPT
+
+
+def test_example_application_deploys_the_churn_manifest():
+    repo = HERE.parents[3]
+    app = yaml.safe_load((repo / "examples" / "argocd" / "application.yaml").read_text())
+    source = app["spec"]["source"]
+    manifest = repo / source["path"] / source["directory"]["include"]
+    assert yaml.safe_load(manifest.read_text())["kind"] == "MLJob"
+    assert app["spec"]["syncPolicy"]["automated"]["selfHeal"] is True
