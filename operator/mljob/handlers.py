@@ -27,13 +27,15 @@ import kopf
 
 from mljob import constants as c
 from mljob import kube, metrics, states
-from mljob.planner import Delete, Plan, plan, record_create_rejected
+from mljob.planner import Create, Delete, Patch, Plan, plan, record_create_rejected, status_patch
 
 logger = logging.getLogger("mljob")
 Obj = dict[str, Any]
 Key = tuple[str, str]  # (namespace, MLJob name)
 
 RESYNC_SECONDS = float(os.environ.get("MLJOB_RESYNC_SECONDS", "60"))
+# A child this process created is normally seen through its watch within milliseconds.
+CREATED_MEMORY_SECONDS = 60.0
 # How long a peer's keep-alive counts; a standby replica takes over at most this long after the
 # active one died without saying goodbye (SIGKILL, node loss).
 PEERING_LIFETIME_SECONDS = int(os.environ.get("MLJOB_PEERING_LIFETIME_SECONDS", "60"))
@@ -57,8 +59,13 @@ class _State:
         # The newest MLJob body this process wrote or saw, so a reconcile that runs before our
         # own status patch comes back through the watch does not plan from the older status.
         self.latest: dict[Key, Obj] = {}
-        # Children created by this process but not yet seen through the watch.
-        self.created: dict[Key, dict[tuple[str, str], Obj]] = {}
+        # Children created (or found by a 409) by this process but not yet seen through the
+        # watch, with the monotonic time they were added: the planner takes a child recorded in
+        # status but absent from its input as deleted, so these must be passed in until the
+        # watch delivers them, and forgotten if it never does (created, then deleted at once).
+        self.created: dict[Key, dict[tuple[str, str], tuple[float, Obj]]] = {}
+        # The pending delayed reconcile per MLJob (retry backoff, deadlines, TTL).
+        self.timers: dict[Key, asyncio.TimerHandle] = {}
         # When a child event showing a terminal state arrived (perf_counter), per MLJob, until
         # the next reconcile of that MLJob takes it: mljob_operator_step_transition_seconds.
         self.terminal_seen: dict[Key, float] = {}
@@ -244,6 +251,7 @@ async def _reconcile(key: Key) -> None:
         if started_step and terminal_seen is not None:
             metrics.STEP_TRANSITION.observe(time.perf_counter() - terminal_seen)
         await _write_status(key, mljob, result)
+        _schedule(key, result.requeue_after)
 
 
 def _current_mljob(key: Key) -> Obj | None:
@@ -281,9 +289,10 @@ def _observed_children(key: Key, uid: str) -> list[Obj]:
             if _owned_by(child, uid):
                 seen[(child["kind"], child["metadata"]["name"])] = child
     pending = state.created.get(key, {})
-    for child_key in [k for k in pending if k in seen]:
-        del pending[child_key]  # the watch has it now
-    return [*seen.values(), *pending.values()]
+    expired = time.monotonic() - CREATED_MEMORY_SECONDS
+    for child_key in [k for k, (added, _) in pending.items() if k in seen or added < expired]:
+        del pending[child_key]  # the watch has it now (or it vanished before the watch saw it)
+    return [*seen.values(), *(child for _, child in pending.values())]
 
 
 def _owned_by(child: Obj, uid: str) -> bool:
@@ -291,38 +300,59 @@ def _owned_by(child: Obj, uid: str) -> bool:
 
 
 async def _apply_actions(mljob: Obj, result: Plan) -> tuple[Plan, bool]:
-    """Apply the plan's actions; also say whether a step's child was created."""
-    assert state.api is not None
+    """Apply the plan's actions in order (a cancelled run's deletes come before the new run's
+    creates); also say whether a step's child was created."""
     key = (mljob["metadata"]["namespace"], mljob["metadata"]["name"])
-    run = result.status.get("run")
-    status = result.status
-    events = list(result.events)
-    started_step = False
+    status, events, started_step = result.status, list(result.events), False
     for action in result.actions:
-        if isinstance(action, Delete):
-            await asyncio.to_thread(
-                state.api.delete, CHILD_RESOURCES[action.kind], action.namespace, action.name
-            )
-            extra = _log_fields(key, run)
-            logger.info("%s/%s: deleted %s %s", *key, action.kind, action.name, extra=extra)
-            continue
-        extra = _log_fields(key, run, action.step)
-        outcome = await asyncio.to_thread(
-            state.api.create, CHILD_RESOURCES[action.kind], key[0], action.body
+        extra = _log_fields(key, status.get("run"), getattr(action, "step", None))
+        if isinstance(action, Create):
+            rejected = await _create(key, action, extra)
+            if rejected is not None:
+                refused = record_create_rejected(status, action.step, rejected.message, _now())
+                status, events = refused.status, events + refused.events
+            started_step = started_step or (rejected is None and action.step is not None)
+        else:
+            await _change(key, action, extra)
+    applied = Plan([], status, _dedupe(events), result.requeue_after)
+    return applied, started_step
+
+
+async def _create(key: Key, action: Create, extra: dict[str, Any]) -> kube.Rejected | None:
+    assert state.api is not None
+    resource = CHILD_RESOURCES[action.kind]
+    outcome = await asyncio.to_thread(state.api.create, resource, key[0], action.body)
+    if isinstance(outcome, kube.Rejected):
+        logger.warning(
+            "%s/%s: %s %s rejected: %s", *key, action.kind, action.name, outcome, extra=extra
         )
-        if isinstance(outcome, kube.Rejected):
-            logger.warning(
-                "%s/%s: %s %s rejected: %s", *key, action.kind, action.name, outcome, extra=extra
-            )
-            rejected = record_create_rejected(status, action.step, outcome.message, _now())
-            status = rejected.status
-            events += rejected.events
-        elif outcome is not None:
-            state.created.setdefault(key, {})[(action.kind, action.name)] = outcome
-            started_step = started_step or action.step is not None
-            logger.info("%s/%s: created %s %s", *key, action.kind, action.name, extra=extra)
-            _failpoint("after-create")
-    return Plan([], status, _dedupe(events)), started_step
+        return outcome
+    child = outcome.body if isinstance(outcome, kube.Exists) else outcome
+    if not _owned_by(child, action.body["metadata"]["ownerReferences"][0]["uid"]):
+        message = f"a {action.kind} named {action.name} exists and is not owned by this MLJob"
+        logger.warning("%s/%s: %s", *key, message, extra=extra)
+        return kube.Rejected(409, message)
+    state.created.setdefault(key, {})[(action.kind, action.name)] = (time.monotonic(), child)
+    verb = "found existing" if isinstance(outcome, kube.Exists) else "created"
+    logger.info("%s/%s: %s %s %s", *key, verb, action.kind, action.name, extra=extra)
+    _failpoint("after-create")
+    return None
+
+
+async def _change(key: Key, action: Delete | Patch, extra: dict[str, Any]) -> None:
+    assert state.api is not None
+    resource = CHILD_RESOURCES[action.kind]
+    if isinstance(action, Delete):
+        await asyncio.to_thread(state.api.delete, resource, action.namespace, action.name)
+        state.created.get(key, {}).pop((action.kind, action.name), None)
+        logger.info("%s/%s: deleted %s %s", *key, action.kind, action.name, extra=extra)
+    else:
+        await asyncio.to_thread(
+            state.api.patch_child, resource, action.namespace, action.name, action.patch
+        )
+        logger.info(
+            "%s/%s: patched %s %s: %s", *key, action.kind, action.name, action.patch, extra=extra
+        )
 
 
 def _log_fields(key: Key, run: int | None = None, step: str | None = None) -> dict[str, Any]:
@@ -342,10 +372,9 @@ def _dedupe(events: Iterable) -> list:
 async def _write_status(key: Key, mljob: Obj, result: Plan) -> None:
     assert state.api is not None
     old = mljob.get("status") or {}
-    if result.status != old:
-        updated = await asyncio.to_thread(
-            state.api.patch_mljob_status, key[0], key[1], result.status
-        )
+    patch = status_patch(old, result.status)
+    if patch:
+        updated = await asyncio.to_thread(state.api.patch_mljob_status, key[0], key[1], patch)
         if updated is None:
             return  # the MLJob is gone
         _remember(key, updated)
@@ -353,6 +382,20 @@ async def _write_status(key: Key, mljob: Obj, result: Plan) -> None:
     for event in result.events:
         kopf.event(mljob, type=event.type, reason=event.reason, message=event.message)
         metrics.EVENTS.labels(event.type, event.reason).inc()
+
+
+def _schedule(key: Key, delay: float | None) -> None:
+    """Reconcile again after `delay` seconds (a retry's backoff, a deadline, the TTL): the one
+    pending timer per MLJob is replaced by each new plan's."""
+    timer = state.timers.pop(key, None)
+    if timer is not None:
+        timer.cancel()
+    if delay is None:
+        return
+    loop = asyncio.get_running_loop()
+    state.timers[key] = loop.call_later(
+        max(delay, 0.0), lambda: asyncio.create_task(reconcile(*key, trigger="timer"))
+    )
 
 
 def _remember(key: Key, body: Obj) -> None:
@@ -366,6 +409,7 @@ def _forget(key: Key) -> None:
     state.created.pop(key, None)
     state.locks.pop(key, None)
     state.terminal_seen.pop(key, None)
+    _schedule(key, None)
 
 
 def _failpoint(name: str) -> None:

@@ -22,6 +22,13 @@ Resource = tuple[str, str, str]  # (group, version, plural)
 
 
 @dataclass(frozen=True)
+class Exists:
+    """A create answered 409: the child is there already (made by an earlier attempt)."""
+
+    body: Obj
+
+
+@dataclass(frozen=True)
 class Rejected:
     status: int
     message: str
@@ -45,9 +52,9 @@ class Api:
         configuration.connection_pool_maxsize = 32
         return cls(client.ApiClient(configuration))
 
-    def create(self, resource: Resource, namespace: str, body: Obj) -> Obj | Rejected | None:
-        """Create with strict field validation. Returns the created object, None if it
-        already existed, or Rejected when the API server refused it."""
+    def create(self, resource: Resource, namespace: str, body: Obj) -> Obj | Exists | Rejected:
+        """Create with strict field validation. Returns the created object, Exists (with the
+        object read back) on a 409, or Rejected when the API server refused it."""
         group, version, plural = resource
         self.requests["create"] += 1
         try:
@@ -57,10 +64,37 @@ class Api:
                 )
         except client.ApiException as error:
             if error.status == 409:
-                return None
+                return Exists(self.get(resource, namespace, body["metadata"]["name"]))
             if error.status in (400, 403, 422):
                 return Rejected(error.status, _message(error))
             raise
+
+    def get(self, resource: Resource, namespace: str, name: str) -> Obj:
+        group, version, plural = resource
+        self.requests["get"] += 1
+        with metrics.api_request("get"):
+            return self.objects.get_namespaced_custom_object(
+                group, version, namespace, plural, name
+            )
+
+    def patch_child(self, resource: Resource, namespace: str, name: str, patch: Obj) -> None:
+        """JSON merge patch of a child's spec (only ever `suspend`); a 404 means it is gone."""
+        group, version, plural = resource
+        self.requests["patch"] += 1
+        try:
+            with metrics.api_request("patch"):
+                self.objects.patch_namespaced_custom_object(
+                    group,
+                    version,
+                    namespace,
+                    plural,
+                    name,
+                    patch,
+                    _content_type="application/merge-patch+json",
+                )
+        except client.ApiException as error:
+            if error.status != 404:
+                raise
 
     def delete(self, resource: Resource, namespace: str, name: str) -> None:
         group, version, plural = resource
