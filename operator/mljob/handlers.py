@@ -21,6 +21,7 @@ import os
 import signal
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -69,6 +70,8 @@ class _State:
         # When a child event showing a terminal state arrived (perf_counter), per MLJob, until
         # the next reconcile of that MLJob takes it: mljob_operator_step_transition_seconds.
         self.terminal_seen: dict[Key, float] = {}
+        # MLJobs with a reconcile waiting for the lock (it reads the newest state once in).
+        self.waiting: set[Key] = set()
         self.indexes: Any = None
 
     def lock(self, key: Key) -> asyncio.Lock:
@@ -128,6 +131,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     settings.posting.level = logging.WARNING
     settings.peering.lifetime = PEERING_LIFETIME_SECONDS
     state.api = kube.Api.from_environment()
+    # API calls run in threads: as many as the connection pool (the default is cpus + 4).
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(kube.POOL_SIZE))
     # Index objects are live views: keep them for the resync loop and for reconcile.
     state.indexes = {name: kwargs[name] for name in INDEX_NAMES}
     memo.resync_task = asyncio.create_task(_resync_forever())
@@ -240,7 +245,13 @@ async def reconcile(namespace: str, name: str, trigger: str = "mljob") -> None:
 
 
 async def _reconcile(key: Key) -> None:
+    # Coalesce: a reconcile already waiting for this MLJob's lock has not read anything yet, so
+    # it will plan from what this trigger saw (indexes are updated before handlers run).
+    if key in state.waiting:
+        return
+    state.waiting.add(key)
     async with state.lock(key):
+        state.waiting.discard(key)
         terminal_seen = state.terminal_seen.pop(key, None)
         mljob = _current_mljob(key)
         if mljob is None or mljob["metadata"].get("deletionTimestamp"):

@@ -19,6 +19,8 @@ from mljob import metrics
 
 Obj = dict[str, Any]
 Resource = tuple[str, str, str]  # (group, version, plural)
+# Parallel API calls (threads and pooled connections); reconciles of different MLJobs overlap.
+POOL_SIZE = 32
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class Api:
         except config.ConfigException:
             config.load_kube_config(client_configuration=configuration)
         # Reconciles run in parallel threads; urllib3's default pool (4) would churn sockets.
-        configuration.connection_pool_maxsize = 32
+        configuration.connection_pool_maxsize = POOL_SIZE
         return cls(client.ApiClient(configuration))
 
     def create(self, resource: Resource, namespace: str, body: Obj) -> Obj | Exists | Rejected:
