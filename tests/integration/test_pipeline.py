@@ -64,12 +64,12 @@ def wait_child(api_client, resource, namespace: str, step: str | None) -> dict:
     return wait_for(found, f"a {resource[2]} for step {step!r}")
 
 
-def wait_phase(api_client, namespace: str, name: str, phase: str) -> dict:
+def wait_phase(api_client, namespace: str, name: str, phase: str, timeout: float = 30) -> dict:
     def reached():
         job = get(api_client, MLJOB, namespace, name)
         return job if (job.get("status") or {}).get("phase") == phase else None
 
-    return wait_for(reached, f"MLJob {name} to reach {phase}")
+    return wait_for(reached, f"MLJob {name} to reach {phase}", timeout)
 
 
 def finish_spark(api_client, namespace: str, name: str, state: str = "COMPLETED", error: str = ""):

@@ -1,10 +1,10 @@
 import pytest
 import yaml
-from mljob_corpus import UID, mljob, ray_step, spark_step
 from upstream_schema import UPSTREAM, check, schema_of
 
 from mljob import builders
 from mljob import constants as c
+from mljob.testing.corpus import UID, mljob, ray_step, spark_step
 
 
 def env_of(container):

@@ -1,11 +1,11 @@
 """Lifecycle: retries, deadlines, suspend/resume, TTL, runs on spec change, deleted children."""
 
 import pytest
-from mljob_corpus import mljob, ray_step, spark_step
 from planner_world import World
 
 from mljob import constants as c
 from mljob.planner import Create, Delete, Patch, backoff_seconds, plan, status_patch
+from mljob.testing.corpus import mljob, ray_step, spark_step
 
 SUBMITTED = {"applicationState": {"state": "SUBMITTED"}, "driverInfo": {}}
 SPARK_RUNNING = {"applicationState": {"state": "RUNNING"}, "driverInfo": {}}

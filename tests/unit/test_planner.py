@@ -1,10 +1,10 @@
 import copy
 
-from mljob_corpus import mljob, ray_step, spark_step
 from planner_world import T0, World
 
 from mljob import constants as c
 from mljob.planner import Create, plan, record_create_rejected
+from mljob.testing.corpus import mljob, ray_step, spark_step
 
 
 def condition(status, kind):

@@ -3,11 +3,11 @@ create a child twice (World.reconcile asserts the latter on every create)."""
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mljob_corpus import mljob, ray_step, spark_step
 from planner_world import World
 
 from mljob import constants as c
 from mljob.states import child_state
+from mljob.testing.corpus import mljob, ray_step, spark_step
 from mljob.validation import dependencies
 
 SPARK_STATES = [

@@ -1,6 +1,6 @@
 import pytest
-from mljob_corpus import BAD_MANIFESTS, mljob, spark_step
 
+from mljob.testing.corpus import BAD_MANIFESTS, mljob, spark_step
 from mljob.validation import dependencies, find_cycle, validate
 
 

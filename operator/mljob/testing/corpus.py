@@ -1,4 +1,4 @@
-"""Sample MLJobs shared by unit tests (and reusable by CLI/webhook tests): a valid pipeline and a
+"""Sample MLJobs shared by the unit, CLI and integration tests: a valid pipeline and a
 corpus of bad manifests, each with a fragment its validation message must contain."""
 
 from __future__ import annotations
