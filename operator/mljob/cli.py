@@ -24,6 +24,10 @@ EPILOG = """examples:
 """
 
 
+# Rendered offline, an MLJob has no uid yet; this stands in for it in ownerReferences.
+PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
+
+
 class UserError(Exception):
     """Printed as one line (no traceback), exit code 2."""
 
@@ -96,6 +100,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         raise UserError(f"{args.file} is invalid: " + "; ".join(errors))
     if args.namespace:
         mljob["metadata"]["namespace"] = args.namespace
+    mljob["metadata"].setdefault("uid", args.uid)
     print(yaml.safe_dump_all(rendered_children(mljob, args.run), sort_keys=False), end="")
     return 0
 
@@ -237,6 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("file")
     render.add_argument("-n", "--namespace", help="namespace (default: the manifest's, or default)")
     render.add_argument("--run", type=int, default=1, help="run number (default: 1)")
+    render.add_argument(
+        "--uid",
+        default=PLACEHOLDER_UID,
+        help="the MLJob's uid for the children's ownerReferences (on a cluster the operator "
+        "uses the real one; the default placeholder owns nothing, so the garbage collector "
+        "would delete children created from this output)",
+    )
 
     status = add(
         "status",

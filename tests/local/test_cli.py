@@ -9,6 +9,7 @@ import yaml
 
 from mljob import builders
 from mljob.cli import main
+from mljob.testing.corpus import BAD_MANIFESTS
 from mljob.validation import validate
 
 from .conftest import EXAMPLE
@@ -61,10 +62,11 @@ def test_user_errors_are_one_line_without_traceback(
 
 
 def test_render_prints_the_builders_objects(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["render", MANIFEST, "-n", "team-a"]) == 0
+    uid = "5f0c4d36-6a7e-4a39-9d5e-0c7c1a2b3c4d"
+    assert main(["render", MANIFEST, "-n", "team-a", "--uid", uid]) == 0
     documents = list(yaml.safe_load_all(capsys.readouterr().out))
     mljob = yaml.safe_load(Path(MANIFEST).read_text())
-    mljob["metadata"]["namespace"] = "team-a"
+    mljob["metadata"].update(namespace="team-a", uid=uid)
     spark_step, train_step, evaluate_step = mljob["spec"]["steps"]
     assert documents == [
         builders.build_spark_application(mljob, spark_step, 1, 1),
@@ -97,3 +99,21 @@ def test_run_says_how_to_get_java(
     monkeypatch.delenv("JAVA_HOME", raising=False)
     assert main(["run", MANIFEST, "--runs-dir", str(tmp_path / "runs")]) == 2
     assert "Java is not installed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("case", "manifest"),
+    [
+        (case, manifest)
+        for case, manifest, _ in BAD_MANIFESTS
+        if isinstance(manifest, dict) and manifest.get("kind") == "MLJob"
+    ],
+)
+def test_validate_gives_the_operators_messages_for_the_whole_corpus(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, manifest: dict
+) -> None:
+    """The CLI and the operator share one validation: same manifest, same messages."""
+    path = write(tmp_path, manifest)
+    assert main(["validate", path]) == 1, case
+    printed = capsys.readouterr().err.splitlines()
+    assert printed == [f"{path}: {error}" for error in validate(manifest)]
