@@ -4,6 +4,7 @@ a namespace the shared operator does not serve."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -128,6 +129,43 @@ def test_killed_between_a_terminal_child_and_the_next_step(
     assert_one_child_per_step(api_client, own_namespace)
 
 
+def test_killed_during_a_retry_backoff(api_client, own_namespace, start_operator):
+    first = start_operator()
+    retried = mljob("p", spark("prepare", retries=1, backoffSeconds=3), ray("train"))
+    create(api_client, MLJOB, own_namespace, retried)
+    app = wait_child(api_client, SPARK, own_namespace, "prepare")["metadata"]["name"]
+    finish_spark(api_client, own_namespace, app, "FAILED", "executor lost")
+    wait_for(
+        lambda: (
+            get_status(api_client, own_namespace, "p").get("steps", [{}])[0].get("phase")
+            == "Retrying"
+        ),
+        "the step to wait for its retry",
+    )
+    first.kill()
+
+    start_operator()  # the backoff clock is in status: attempt 2 starts once it expires
+    wait_for(
+        lambda: (
+            "p-prepare-r1-a2"
+            in [a["metadata"]["name"] for a in children(api_client, SPARK, own_namespace)]
+        ),
+        "attempt 2 after the restart",
+    )
+    finish_spark(api_client, own_namespace, "p-prepare-r1-a2")
+    finish_rayjob(
+        api_client,
+        own_namespace,
+        wait_child(api_client, RAYJOB, own_namespace, "train")["metadata"]["name"],
+    )
+    done = wait_phase(api_client, own_namespace, "p", "Succeeded")
+    assert done["status"]["steps"][0]["attempts"] == 2
+    assert sorted(a["metadata"]["name"] for a in children(api_client, SPARK, own_namespace)) == [
+        "p-prepare-r1",
+        "p-prepare-r1-a2",
+    ]
+
+
 def test_api_server_restart_mid_pipeline(control_plane, api_client, own_namespace, start_operator):
     start_operator()
     create(api_client, MLJOB, own_namespace, pipeline("p"))
@@ -164,9 +202,11 @@ def test_two_replicas_one_acts_and_the_standby_takes_over(
     assert "created" not in standby.log_tail(500), "the standby must not act"
 
     active.kill()  # no goodbye: the standby waits for the keep-alive to expire
+    killed = time.monotonic()
     finish_spark(api_client, own_namespace, app["metadata"]["name"])
     job = wait_child(api_client, RAYJOB, own_namespace, "train")  # created by the standby
     assert "Resuming operations" in standby.log_tail(500)
+    print(f"failover with a 5 s peering lifetime: {time.monotonic() - killed:.1f} s")
     assert "created RayJob p-train-r1" in standby.log_tail(500)
     finish_rayjob(api_client, own_namespace, job["metadata"]["name"])
     wait_phase(api_client, own_namespace, "p", "Succeeded")
