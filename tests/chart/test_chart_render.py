@@ -23,10 +23,17 @@ LABELS = (
 NAMESPACED_RULES = {
     ("mljob.io", "mljobs"): {"list", "watch"},
     ("mljob.io", "mljobs/status"): {"patch"},
-    # patch: spec.suspend only (the planner's Patch action, suspend/resume)
-    ("sparkoperator.k8s.io", "sparkapplications"): {"list", "watch", "create", "delete", "patch"},
-    ("ray.io", "rayjobs"): {"list", "watch", "create", "delete", "patch"},
-    ("ray.io", "rayclusters"): {"list", "watch", "create", "delete"},
+    # get: a create's 409 reads the child back; patch: spec.suspend only (suspend/resume)
+    ("sparkoperator.k8s.io", "sparkapplications"): {
+        "get",
+        "list",
+        "watch",
+        "create",
+        "delete",
+        "patch",
+    },
+    ("ray.io", "rayjobs"): {"get", "list", "watch", "create", "delete", "patch"},
+    ("ray.io", "rayclusters"): {"get", "list", "watch", "create", "delete"},
     ("", "events"): {"create"},
 }
 CRD_RULES = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}

@@ -74,19 +74,20 @@ the per-namespace Roles (watchNamespaces).
 - apiGroups: [mljob.io]
   resources: [mljobs/status]
   verbs: [patch]
-# The children: watched (indexes + event handlers), created (one per step attempt; 409 means it
-# exists), deleted (TTL, cancelled runs, the shared RayCluster). Never their status.
+# The children: watched (indexes + event handlers), created (one per step attempt), read back
+# when a create answers 409 (to adopt it only if this MLJob owns it), deleted (TTL, cancelled
+# runs, the shared RayCluster). Never their status.
 - apiGroups: [sparkoperator.k8s.io]
   resources: [sparkapplications]
-  verbs: [list, watch, create, delete, patch]
+  verbs: [get, list, watch, create, delete, patch]
 - apiGroups: [ray.io]
   resources: [rayjobs]
-  verbs: [list, watch, create, delete, patch]
+  verbs: [get, list, watch, create, delete, patch]
 # Step children are patched only to follow spec.suspend (the one field they take without a
 # restart); the shared RayCluster never is.
 - apiGroups: [ray.io]
   resources: [rayclusters]
-  verbs: [list, watch, create, delete]
+  verbs: [get, list, watch, create, delete]
 # Events on MLJobs (kopf posts core/v1 Events).
 - apiGroups: [""]
   resources: [events]
