@@ -71,6 +71,14 @@ def test_model_clearly_beats_the_baseline(example_run: Finished) -> None:
         assert metrics["log_loss"] < metrics["baseline"]["log_loss"] - 0.05, metrics
 
 
+def test_the_result_is_shown_at_the_end(example_run: Finished) -> None:
+    metrics = json.loads((example_run.run_dir / "evaluation" / "metrics.json").read_text())
+    shown = next(
+        line for line in example_run.output.splitlines() if line.startswith("evaluation/metrics")
+    )
+    assert f"auc={metrics['auc']:.4g}" in shown and "baseline.auc=0.5" in shown
+
+
 def test_a_failing_step_stops_the_pipeline_and_keeps_earlier_outputs(failing_run: Finished) -> None:
     assert failing_run.exit_code != 0
     lines = failing_run.output.splitlines()

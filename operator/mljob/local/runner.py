@@ -25,6 +25,7 @@ from mljob.local.view import (
     SUCCEEDED,
     LiveView,
     StepState,
+    metrics_summary,
     summary_table,
 )
 from mljob.validation import validate
@@ -208,6 +209,8 @@ class PipelineRun:
             file=self.out,
             flush=True,
         )
+        if ok:
+            print(metrics_summary(self.layout.data_dir), file=self.out, end="", flush=True)
         return 0 if ok else 1
 
 

@@ -3,9 +3,11 @@ otherwise) and the final summary table."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TextIO
 
 PENDING, RUNNING, SUCCEEDED, FAILED, SKIPPED, STOPPED = (
@@ -101,3 +103,30 @@ class LiveView:
                         file=self.out,
                         flush=True,
                     )
+
+
+def metrics_summary(data_dir: Path, limit: int = 3) -> str:
+    """The run's result at a glance: the scalar values of the metrics files its steps wrote
+    (`*metrics*.json`, the convention of the example pipeline), newest first."""
+    files = sorted(data_dir.rglob("*metrics*.json"), key=lambda p: p.stat().st_mtime)[::-1]
+    lines = []
+    for path in files[:limit]:
+        try:
+            values = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(values, dict):
+            lines.append(f"{path.relative_to(data_dir)}: {_scalars(values)}")
+    return "".join(f"{line}\n" for line in lines)
+
+
+def _scalars(values: dict, prefix: str = "") -> str:
+    parts = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            parts.append(_scalars(value, f"{prefix}{key}."))
+        elif isinstance(value, float):
+            parts.append(f"{prefix}{key}={value:.4g}")
+        elif isinstance(value, int | str | bool):
+            parts.append(f"{prefix}{key}={value}")
+    return "  ".join(p for p in parts if p)
