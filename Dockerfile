@@ -40,8 +40,9 @@ ENV PATH=/opt/mljob/bin:$PATH \
     PYTHONUNBUFFERED=1
 USER 10001:10001
 WORKDIR /tmp
-# 8080: Prometheus metrics; 8081: kopf's health endpoint (--liveness).
-EXPOSE 8080 8081
-# `kopf run` with its arguments from CMD (the Helm chart passes its own).
-ENTRYPOINT ["python", "-m", "kopf", "run"]
-CMD ["--all-namespaces", "--standalone", "--liveness=http://0.0.0.0:8081/healthz", "-m", "mljob.handlers"]
+# 8080: Prometheus metrics; 8081: kopf's health endpoint (--liveness); 9443: admission webhook.
+EXPOSE 8080 8081 9443
+# `mljob operator` serves the whole cluster by default; the Helm chart passes its own arguments
+# (namespaces, peering, webhook, ...).
+ENTRYPOINT ["mljob", "operator"]
+CMD []

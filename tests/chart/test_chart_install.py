@@ -8,6 +8,7 @@ that completes was driven by the chart's identity alone."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import signal
@@ -21,10 +22,22 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography import x509
 from integration.k8s import MLJOB, RAYJOB, SPARK, create, get, patch_status, wait_for
+from integration.test_admission import (
+    MLJOB_WRITER,
+    as_user,
+    create_error,
+    grant,
+    message,
+    webhook_answer,
+    webhook_configuration,
+)
+from integration.test_pipeline import mljob, ray
 from kubernetes import client
 
 from mljob.testing.binaries import ensure_binaries
+from mljob.testing.certs import issue_serving_files
 from mljob.testing.controlplane import ControlPlane, ControlPlaneError
 
 from .helm import CHART, REPO_ROOT, container, helm, helm_path, render, set_args
@@ -61,7 +74,9 @@ def make_namespaces(admin, *names: str) -> None:
 
 def install(plane: ControlPlane, release: str, values: dict[str, str]) -> list[dict]:
     """`helm install` (no --wait: there is no kubelet to run the pods); returns the objects
-    the same values render to."""
+    the same values render to. The webhook is off unless asked for: with no kubelet its Service
+    has no endpoints, and failurePolicy Fail would refuse every MLJob."""
+    values = {"webhook.enabled": "false", **values}
     helm(
         "install",
         release,
@@ -103,7 +118,14 @@ class ChartOperator:
     """The operator process started exactly as the chart's container: the rendered args and
     env, with the pod-only values (downward API, the health port) filled in locally."""
 
-    def __init__(self, objects: list[dict], kubeconfig: Path, log: Path, pod_index: int = 0):
+    def __init__(
+        self,
+        objects: list[dict],
+        kubeconfig: Path,
+        log: Path,
+        pod_index: int = 0,
+        overrides: dict[str, str] | None = None,
+    ):
         spec = container(objects)
         self.port = free_port()
         env = {"KUBECONFIG": str(kubeconfig), "POD_ID": f"operator-{pod_index}"}
@@ -113,18 +135,22 @@ class ChartOperator:
             elif item["name"] == "POD_INDEX":
                 env["POD_INDEX"] = str(pod_index)
         # Pods have their own network namespace; processes on one host need their own ports.
-        assert env["MLJOB_METRICS_PORT"] == "8080"
-        env["MLJOB_METRICS_PORT"] = str(free_port())
+        overrides = {
+            "--liveness": f"http://127.0.0.1:{self.port}/healthz",
+            "--metrics-port": str(free_port()),
+            **(overrides or {}),
+        }
         args = []
         for arg in spec["args"]:
-            if arg.startswith("--liveness="):
-                arg = f"--liveness=http://127.0.0.1:{self.port}/healthz"
+            flag = arg.split("=", 1)[0]
+            if flag in overrides:
+                arg = f"{flag}={overrides[flag]}"
             args.append(arg.replace("$(POD_INDEX)", str(pod_index)))
         self.args = args
         self.log = log
         with log.open("ab") as out:
             self.popen = subprocess.Popen(
-                [sys.executable, "-m", "kopf", "run", *args],
+                [sys.executable, "-m", "mljob.cli", "operator", *args],  # the image's entrypoint
                 env={**os.environ, **env},
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -387,7 +413,62 @@ def test_two_replicas_peer_through_the_charts_peering_object(plane, admin, tmp_p
     # The active replica (ordinal 1) ran the pipeline. The standby may have finished an
     # in-flight handler right after pausing (kopf has no per-object locks): deterministic
     # names and "409 means it exists" keep that harmless, and only_child() saw no duplicate.
-    assert "[ha-team/churn]" in active.log.read_text()
+    assert "ha-team/churn: created SparkApplication" in active.log.read_text()
     for operator in (standby, active):
         assert not forbidden_lines(operator.log), operator.log.read_text()[-2000:]
     helm("uninstall", "ha", "--namespace", RELEASE_NAMESPACE, env=plane.env())
+
+
+def test_webhook_install_serves_the_webhook_with_the_charts_identity(plane, admin, tmp_path):
+    """Self-managed certificate: one Secret, its CA in the webhook configuration, kept across
+    upgrades; the operator, as the chart's ServiceAccount, serves the webhook and may ask the
+    API server whether a user may create the children (SubjectAccessReview)."""
+    make_namespaces(admin, "wh-team")
+    values = {"webhook.enabled": "true", "watchNamespaces": "{wh-team}"}
+    objects = install(plane, "wh", values)
+    core = client.CoreV1Api(admin)
+    secret = core.read_namespaced_secret("wh-mljob-operator-webhook-tls", RELEASE_NAMESPACE)
+    registrations = client.AdmissionregistrationV1Api(admin)
+    (hook,) = registrations.read_validating_webhook_configuration("wh-mljob-operator").webhooks
+    assert hook.client_config.ca_bundle == secret.data["ca.crt"]
+    assert hook.failure_policy == "Fail"
+    assert hook.namespace_selector.match_expressions[0].values == ["wh-team"]
+    ca = x509.load_pem_x509_certificate(base64.b64decode(secret.data["ca.crt"]))
+    serving = x509.load_pem_x509_certificate(base64.b64decode(secret.data["tls.crt"]))
+    serving.verify_directly_issued_by(ca)
+    names = serving.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "wh-mljob-operator-webhook.mljob-system.svc" in names.get_values_for_type(x509.DNSName)
+
+    helm("upgrade", "wh", str(CHART), "-n", RELEASE_NAMESPACE, *set_args(values), env=plane.env())
+    kept = core.read_namespaced_secret("wh-mljob-operator-webhook-tls", RELEASE_NAMESPACE)
+    assert kept.data == secret.data, "an upgrade must keep the webhook certificate"
+
+    kubeconfig = service_account_kubeconfig(plane, admin, objects, tmp_path / "sa.kubeconfig")
+    assert can_i(plane, kubeconfig, "create", "subjectaccessreviews.authorization.k8s.io")
+    assert not can_i(plane, kubeconfig, "get", "secrets", "-n", RELEASE_NAMESPACE)
+
+    # No kubelet, no Service endpoints: point a webhook configuration straight at the operator,
+    # run with the chart's arguments and a certificate for 127.0.0.1.
+    registrations.delete_validating_webhook_configuration("wh-mljob-operator")
+    cert, key = issue_serving_files(plane.pki, tmp_path, ["127.0.0.1"])
+    port = free_port()
+    overrides = {
+        "--webhook-port": str(port),
+        "--webhook-cert": str(cert),
+        "--webhook-key": str(key),
+    }
+    operator = ChartOperator(objects, kubeconfig, tmp_path / "operator.log", overrides=overrides)
+    try:
+        wait_for(operator.ready, "the operator's /healthz", timeout=60)
+        registrations.create_validating_webhook_configuration(
+            webhook_configuration("wh-local", "wh-team", port, plane.pki.ca_cert.read_bytes())
+        )
+        webhook_answer(admin, "wh-team")
+        grant(admin, "wh-team", "carol", [MLJOB_WRITER])
+        with as_user(plane, "carol") as carol:
+            denied = create_error(carol, "wh-team", mljob("train", ray("fit")))
+        assert "user 'carol' may not create rayjobs.ray.io" in message(denied)
+        assert not forbidden_lines(operator.log)
+    finally:
+        operator.stop()
+        registrations.delete_validating_webhook_configuration("wh-local")

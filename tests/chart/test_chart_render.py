@@ -77,6 +77,8 @@ def test_default_is_a_cluster_wide_standalone_deployment():
         "ClusterRoleBinding",
         "Service",
         "Deployment",
+        "Secret",  # the webhook's self-managed certificate
+        "ValidatingWebhookConfiguration",
     }
     deployment = one(objects, "Deployment")
     assert deployment["spec"]["replicas"] == 1
@@ -84,19 +86,20 @@ def test_default_is_a_cluster_wide_standalone_deployment():
     operator = container(objects)
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert operator["image"] == f"ghcr.io/mljob-operator/mljob-operator:{chart['appVersion']}"
-    assert operator["args"] == [
-        "--all-namespaces",
-        "--standalone",
+    assert operator["args"] == [  # for the image's entrypoint, `mljob operator`
         "--liveness=http://0.0.0.0:8081/healthz",
+        "--metrics-port=8080",
         "--log-format=full",
-        "-m",
-        "mljob.handlers",
+        "--webhook-port=9443",
+        "--webhook-cert=/etc/mljob/webhook/tls.crt",
+        "--webhook-key=/etc/mljob/webhook/tls.key",
     ]
     for probe in ("livenessProbe", "readinessProbe"):
         assert operator[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert {p["name"]: p["containerPort"] for p in operator["ports"]} == {
         "metrics": 8080,
         "health": 8081,
+        "webhook": 9443,
     }
     assert operator["resources"]["requests"] and operator["resources"]["limits"]
 
@@ -104,13 +107,18 @@ def test_default_is_a_cluster_wide_standalone_deployment():
     assert roles == {
         "mljob-mljob-operator": NAMESPACED_RULES,
         "mljob-mljob-operator-cluster-reads": CRD_RULES,
+        "mljob-mljob-operator-access-reviews": {
+            ("authorization.k8s.io", "subjectaccessreviews"): {"create"}
+        },
     }
     sa = one(objects, "ServiceAccount")
     for binding in find(objects, "ClusterRoleBinding"):
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "mljob-system"}
         ]
-    service = one(objects, "Service")
+    service = next(
+        o for o in find(objects, "Service") if o["metadata"]["name"].endswith("-metrics")
+    )
     assert service["spec"]["ports"] == [
         {"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}
     ]
@@ -131,8 +139,9 @@ def test_security_context_is_restricted():
     assert context["runAsNonRoot"] is True
     assert context["capabilities"] == {"drop": ["ALL"]}
     assert context["seccompProfile"] == {"type": "RuntimeDefault"}
-    # The only writable path is /tmp, an emptyDir.
-    assert container(objects)["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    # The only writable path is /tmp, an emptyDir (the webhook certificate is mounted read-only).
+    writable = [m for m in container(objects)["volumeMounts"] if not m.get("readOnly")]
+    assert writable == [{"name": "tmp", "mountPath": "/tmp"}]
     assert pod["volumes"][0]["emptyDir"]
 
 
@@ -154,12 +163,20 @@ def test_namespaced_install_has_roles_only_in_the_listed_namespaces():
     assert all(rules_of(r) == NAMESPACED_RULES for r in roles)
     bindings = find(objects, "RoleBinding")
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
-    # The only cluster-scoped grant: reading CRDs and Namespaces (optional).
-    (reads,) = find(objects, "ClusterRole")
+    # The only cluster-scoped grants: reading CRDs and Namespaces (optional), and asking for
+    # SubjectAccessReviews (the webhook).
+    reviews, reads = sorted(find(objects, "ClusterRole"), key=lambda r: r["metadata"]["name"])
     assert rules_of(reads) == CRD_RULES | NAMESPACE_RULES
-    assert args_of(objects)[:3] == ["--namespace=team-a", "--namespace=team-b", "--standalone"]
+    assert rules_of(reviews) == {("authorization.k8s.io", "subjectaccessreviews"): {"create"}}
+    assert args_of(objects)[:2] == ["--namespace=team-a", "--namespace=team-b"]
 
-    roles_only = render({"watchNamespaces": "{team-a}", "rbac.clusterScopedReads": "false"})
+    roles_only = render(
+        {
+            "watchNamespaces": "{team-a}",
+            "rbac.clusterScopedReads": "false",
+            "webhook.enabled": "false",
+        }
+    )
     assert not find(roles_only, "ClusterRole")
     assert not find(roles_only, "ClusterRoleBinding")
 
@@ -210,10 +227,12 @@ def test_service_monitor_selects_the_metrics_service():
         {"metrics.serviceMonitor.enabled": "true", "metrics.serviceMonitor.labels.release": "prom"}
     )
     monitor = one(objects, "ServiceMonitor")
-    service = one(objects, "Service")
-    assert (
-        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
-    )
+    selected = [
+        s["metadata"]["name"]
+        for s in find(objects, "Service")
+        if monitor["spec"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()
+    ]
+    assert selected == ["mljob-mljob-operator-metrics"]  # not the webhook's Service
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     assert monitor["metadata"]["labels"]["release"] == "prom"
     assert not find(render(), "ServiceMonitor")
@@ -254,7 +273,9 @@ def test_image_tag_and_digest_overrides():
         (["--set", "ports.metrics=70000"], "/ports/metrics"),
         (["--set", "metrics.serviceMonitor.interval=often"], "/metrics/serviceMonitor/interval"),
         (["--set", "image.digest=latest"], "/image/digest"),
-        (["--set", "webhook.enabled=true"], "/webhook/enabled"),
+        (["--set", "webhook.enabled=yes"], "/webhook/enabled"),
+        (["--set", "webhook.failurePolicy=Maybe"], "/webhook/failurePolicy"),
+        (["--set", "webhook.certManager.issuerRef.kind=Vault"], "/webhook/certManager/issuerRef"),
         (["--set-json", 'resources={"requests":{"cpu":"1"},"limitz":{}}'], "limitz"),
     ],
 )
@@ -308,3 +329,60 @@ def test_crds_come_from_the_repository_crds_folder(tmp_path):
             if member.name.startswith("mljob-operator/crds/")
         }
     assert packaged == repo_crds
+
+
+def test_webhook_self_managed_certificate_is_consistent():
+    objects = render()
+    secret = one(objects, "Secret")
+    (hook,) = one(objects, "ValidatingWebhookConfiguration")["webhooks"]
+    assert hook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
+    assert hook["clientConfig"]["service"] == {
+        "name": "mljob-mljob-operator-webhook",
+        "namespace": "mljob-system",
+        "path": "/validate-mljob",
+        "port": 443,
+    }
+    assert hook["failurePolicy"] == "Fail" and hook["sideEffects"] == "None"
+    assert hook["rules"][0]["resources"] == ["mljobs"]
+    mounts = container(objects)["volumeMounts"]
+    assert {
+        "name": "webhook-certificate",
+        "mountPath": "/etc/mljob/webhook",
+        "readOnly": True,
+    } in mounts
+
+
+def test_webhook_with_cert_manager_lets_it_inject_the_ca():
+    objects = render({"webhook.certManager.enabled": "true"})
+    assert not find(objects, "Secret")
+    certificate = one(objects, "Certificate")
+    assert certificate["spec"]["secretName"] == "mljob-mljob-operator-webhook-tls"
+    assert certificate["spec"]["issuerRef"] == {
+        "kind": "Issuer",
+        "name": "mljob-mljob-operator-webhook",
+    }
+    assert one(objects, "Issuer")["spec"] == {"selfSigned": {}}
+    webhook = one(objects, "ValidatingWebhookConfiguration")
+    assert webhook["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == (
+        "mljob-system/mljob-mljob-operator-webhook"
+    )
+    assert "caBundle" not in webhook["webhooks"][0]["clientConfig"]
+    own_ca = render(
+        {
+            "webhook.certManager.enabled": "true",
+            "webhook.certManager.issuerRef.kind": "ClusterIssuer",
+            "webhook.certManager.issuerRef.name": "corp-ca",
+        }
+    )
+    assert not find(own_ca, "Issuer")
+    assert one(own_ca, "Certificate")["spec"]["issuerRef"] == {
+        "kind": "ClusterIssuer",
+        "name": "corp-ca",
+    }
+
+
+def test_webhook_off_removes_every_webhook_object():
+    objects = render({"webhook.enabled": "false"})
+    kinds = {o["kind"] for o in objects}
+    assert not kinds & {"Secret", "ValidatingWebhookConfiguration", "Certificate"}
+    assert not any(a.startswith("--webhook") for a in container(objects)["args"])

@@ -100,3 +100,13 @@ the per-namespace Roles (watchNamespaces).
   name: {{ include "mljob-operator.serviceAccountName" . }}
   namespace: {{ .Release.Namespace }}
 {{- end }}
+
+{{/* The Secret holding the webhook's serving certificate (tls.crt, tls.key, ca.crt). */}}
+{{- define "mljob-operator.webhookSecretName" -}}
+{{ include "mljob-operator.fullname" . }}-webhook-tls
+{{- end }}
+
+{{/* The webhook Service's DNS name, the name the serving certificate is for. */}}
+{{- define "mljob-operator.webhookHost" -}}
+{{ include "mljob-operator.fullname" . }}-webhook.{{ .Release.Namespace }}.svc
+{{- end }}
