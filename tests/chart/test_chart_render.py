@@ -386,3 +386,15 @@ def test_webhook_off_removes_every_webhook_object():
     kinds = {o["kind"] for o in objects}
     assert not kinds & {"Secret", "ValidatingWebhookConfiguration", "Certificate"}
     assert not any(a.startswith("--webhook") for a in container(objects)["args"])
+
+
+def test_grafana_dashboard_configmap_holds_the_dashboard_on_its_metrics():
+    objects = render({"metrics.grafanaDashboard.enabled": "true"})
+    configmap = one(objects, "ConfigMap")
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(configmap["data"]["mljob-operator.json"])
+    assert dashboard == json.loads((CHART / "dashboards" / "mljob-operator.json").read_text())
+    queries = json.dumps(dashboard)
+    for metric in ("mljob_operator_mljobs", "mljob_operator_step_transition_seconds"):
+        assert metric in queries
+    assert not find(render(), "ConfigMap")
