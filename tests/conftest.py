@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from mljob.testing.binaries import BinaryError
-from mljob.testing.controlplane import ControlPlane, ControlPlaneError
+from mljob.testing.controlplane import ControlPlane
+from mljob.testing.processes import ProcessError
 
 # The shared operator serves namespaces named t-*; tests that run their own operator (fault
 # injection, peering) use other names so that exactly one operator acts on their objects.
@@ -23,7 +24,7 @@ def control_plane() -> Iterator[ControlPlane]:
     plane = ControlPlane()
     try:
         plane.start()
-    except (BinaryError, ControlPlaneError) as error:
+    except (BinaryError, ProcessError) as error:
         pytest.fail(f"cannot start the test control plane: {error}", pytrace=False)
     try:
         yield plane
@@ -59,7 +60,7 @@ def operator_process(control_plane: ControlPlane, tmp_path_factory) -> Iterator:
     process = OperatorProcess(control_plane, log, namespaces=[f"{SHARED_OPERATOR_PREFIX}*"])
     try:
         process.start()
-    except ControlPlaneError as error:
+    except ProcessError as error:
         pytest.fail(f"cannot start the operator: {error}", pytrace=False)
     yield process
     process.stop()

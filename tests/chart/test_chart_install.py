@@ -11,12 +11,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,7 +34,8 @@ from kubernetes import client
 
 from mljob.testing.binaries import ensure_binaries
 from mljob.testing.certs import issue_serving_files
-from mljob.testing.controlplane import ControlPlane, ControlPlaneError
+from mljob.testing.controlplane import ControlPlane
+from mljob.testing.processes import ManagedProcess, ProcessError, free_port
 
 from .helm import CHART, REPO_ROOT, container, helm, helm_path, render, set_args
 
@@ -53,7 +50,7 @@ def plane() -> Iterator[ControlPlane]:
     control_plane = ControlPlane(binaries=ensure_binaries(with_helm=True))
     try:
         control_plane.start()
-    except ControlPlaneError as error:
+    except ProcessError as error:
         pytest.fail(f"cannot start the test control plane: {error}", pytrace=False)
     yield control_plane
     control_plane.stop()
@@ -108,12 +105,6 @@ def service_account_kubeconfig(plane: ControlPlane, admin, objects, path: Path) 
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class ChartOperator:
     """The operator process started exactly as the chart's container: the rendered args and
     env, with the pod-only values (downward API, the health port) filled in locally."""
@@ -148,32 +139,18 @@ class ChartOperator:
             args.append(arg.replace("$(POD_INDEX)", str(pod_index)))
         self.args = args
         self.log = log
-        with log.open("ab") as out:
-            self.popen = subprocess.Popen(
-                [sys.executable, "-m", "mljob.cli", "operator", *args],  # the image's entrypoint
-                env={**os.environ, **env},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.process = ManagedProcess(
+            "operator",
+            [sys.executable, "-m", "mljob.cli", "operator", *args],  # the image's entrypoint
+            log,
+            {**os.environ, **env},
+        ).start()
 
-    def ready(self) -> bool:
-        if self.popen.poll() is not None:
-            raise AssertionError(f"operator exited:\n{self.log.read_text()[-3000:]}")
-        with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):
-            url = f"http://127.0.0.1:{self.port}/healthz"
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return response.status == 200
-        return False
+    def wait_ready(self) -> None:
+        self.process.wait_http_ok(f"http://127.0.0.1:{self.port}/healthz", timeout=60)
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait()
+        self.process.stop()
 
 
 @contextlib.contextmanager
@@ -184,7 +161,7 @@ def operators(objects, kubeconfig: Path, tmp_path: Path, replicas: int = 1):
     ]
     try:
         for operator in started:
-            wait_for(operator.ready, "the operator's /healthz", timeout=60)
+            operator.wait_ready()
         yield started
     finally:
         for operator in started:
@@ -459,7 +436,7 @@ def test_webhook_install_serves_the_webhook_with_the_charts_identity(plane, admi
     }
     operator = ChartOperator(objects, kubeconfig, tmp_path / "operator.log", overrides=overrides)
     try:
-        wait_for(operator.ready, "the operator's /healthz", timeout=60)
+        operator.wait_ready()
         registrations.create_validating_webhook_configuration(
             webhook_configuration("wh-local", "wh-team", port, plane.pki.ca_cert.read_bytes())
         )

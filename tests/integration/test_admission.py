@@ -13,7 +13,8 @@ from kubernetes import client
 
 from mljob.admission import WEBHOOK_ID
 from mljob.testing.certs import issue_serving_files
-from mljob.testing.operator_process import OperatorProcess, _free_port
+from mljob.testing.operator_process import OperatorProcess
+from mljob.testing.processes import free_port
 
 from .k8s import MLJOB, create, wait_for
 from .test_pipeline import mljob, ray, spark
@@ -28,7 +29,7 @@ def webhook_namespace(control_plane, api_client, tmp_path) -> Iterator[str]:
     core = client.CoreV1Api(api_client)
     core.create_namespace({"metadata": {"name": namespace}})
     cert, key = issue_serving_files(control_plane.pki, tmp_path, ["127.0.0.1"])
-    port = _free_port()
+    port = free_port()
     operator = OperatorProcess(
         control_plane,
         tmp_path / "operator.log",

@@ -14,19 +14,15 @@ patching the children's status.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +31,7 @@ import yaml
 
 from . import certs
 from .binaries import Binaries, ensure_binaries
+from .processes import ManagedProcess, ProcessError, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 PROJECT_CRDS = REPO_ROOT / "crds"
@@ -59,62 +56,8 @@ UPSTREAM_GO_MODULES = {
 }
 
 
-class ControlPlaneError(RuntimeError):
+class ControlPlaneError(ProcessError):
     pass
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGKILL it if the Python process dies (even by SIGKILL),
-    so an interrupted test run never leaves an etcd or apiserver behind."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-
-@dataclass
-class _Process:
-    name: str
-    args: list[str]
-    log_path: Path
-    popen: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.popen = subprocess.Popen(
-            self.args,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-        log.close()
-
-    def check_alive(self) -> None:
-        if self.popen is not None and self.popen.poll() is not None:
-            tail = "\n".join(self.log_path.read_text(errors="replace").splitlines()[-25:])
-            raise ControlPlaneError(
-                f"{self.name} exited with code {self.popen.returncode}; "
-                f"log {self.log_path}:\n{tail}"
-            )
-
-    def stop(self, timeout: float = 15) -> None:
-        if self.popen is None or self.popen.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGTERM)
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait()
 
 
 def upstream_crd_paths() -> list[Path]:
@@ -164,7 +107,7 @@ class ControlPlane:
     binaries: Binaries | None = None
     workdir: Path | None = None
     crd_paths: Sequence[Path] | None = None
-    processes: list[_Process] = field(default_factory=list)
+    processes: list[ManagedProcess] = field(default_factory=list)
     apiserver_port: int = 0
     kubeconfig: Path = Path()
     _own_workdir: bool = False
@@ -180,7 +123,7 @@ class ControlPlane:
         try:
             self._certs = certs.generate(self.workdir / "pki")
             self._start_etcd()
-            self.apiserver_port = _free_port()
+            self.apiserver_port = free_port()
             self._start_apiserver()
             self._write_kubeconfig()
             crds = list(self.crd_paths) if self.crd_paths is not None else self.default_crds()
@@ -212,7 +155,7 @@ class ControlPlane:
         apiserver = self._process("kube-apiserver")
         apiserver.stop()
         apiserver.start()
-        self._wait_healthy(apiserver, f"{self.url}/readyz", self._admin_ssl_context())
+        apiserver.wait_http_ok(f"{self.url}/readyz", self._admin_ssl_context())
 
     @staticmethod
     def default_crds() -> list[Path]:
@@ -257,19 +200,18 @@ class ControlPlane:
 
     # -- components ------------------------------------------------------------------------
 
-    def _process(self, name: str) -> _Process:
+    def _process(self, name: str) -> ManagedProcess:
         return next(p for p in self.processes if p.name == name)
 
-    def _launch(self, name: str, args: list[str]) -> _Process:
+    def _launch(self, name: str, args: list[str]) -> ManagedProcess:
         assert self.workdir is not None
-        process = _Process(name, args, self.workdir / f"{name}.log")
-        process.start()
+        process = ManagedProcess(name, args, self.workdir / f"{name}.log").start()
         self.processes.append(process)
         return process
 
     def _start_etcd(self) -> None:
         assert self.binaries is not None and self.workdir is not None
-        client_port, peer_port = _free_port(), _free_port()
+        client_port, peer_port = free_port(), free_port()
         self.etcd_url = f"http://127.0.0.1:{client_port}"
         peer = f"http://127.0.0.1:{peer_port}"
         etcd = self._launch(
@@ -287,7 +229,7 @@ class ControlPlane:
                 "--log-level=warn",
             ],
         )
-        self._wait_healthy(etcd, f"{self.etcd_url}/health", None)
+        etcd.wait_http_ok(f"{self.etcd_url}/health")
 
     def _start_apiserver(self) -> None:
         assert self.binaries is not None and self.workdir is not None
@@ -314,11 +256,11 @@ class ControlPlane:
                 "--v=0",
             ],
         )
-        self._wait_healthy(apiserver, f"{self.url}/readyz", self._admin_ssl_context())
+        apiserver.wait_http_ok(f"{self.url}/readyz", self._admin_ssl_context())
 
     def _start_controller_manager(self) -> None:
         assert self.binaries is not None and self.workdir is not None
-        port = _free_port()
+        port = free_port()
         manager = self._launch(
             "kube-controller-manager",
             [
@@ -339,32 +281,12 @@ class ControlPlane:
         insecure = ssl.create_default_context()
         insecure.check_hostname = False
         insecure.verify_mode = ssl.CERT_NONE  # its self-signed serving cert; loopback only
-        self._wait_healthy(manager, f"https://127.0.0.1:{port}/healthz", insecure)
+        manager.wait_http_ok(f"https://127.0.0.1:{port}/healthz", insecure)
 
     def _admin_ssl_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(self._certs.ca_cert))
         context.load_cert_chain(str(self._certs.admin_cert), str(self._certs.admin_key))
         return context
-
-    @staticmethod
-    def _wait_healthy(
-        process: _Process, url: str, context: ssl.SSLContext | None, timeout: float = 60
-    ) -> None:
-        deadline = time.monotonic() + timeout
-        last_error = ""
-        while time.monotonic() < deadline:
-            process.check_alive()
-            try:
-                with urllib.request.urlopen(url, context=context, timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
-                last_error = str(error)
-            time.sleep(0.1)  # polling a health endpoint: there is nothing to watch yet
-        raise ControlPlaneError(
-            f"{process.name} not healthy at {url} after {timeout:.0f}s ({last_error}); "
-            f"log: {process.log_path}"
-        )
 
     def _write_kubeconfig(self) -> None:
         assert self.workdir is not None
@@ -469,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.pause()
     except KeyboardInterrupt:
         pass
-    except ControlPlaneError as error:
+    except ProcessError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     finally:

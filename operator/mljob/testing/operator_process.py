@@ -3,25 +3,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .controlplane import ControlPlane, ControlPlaneError, _die_with_parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from .controlplane import ControlPlane
+from .processes import ManagedProcess, free_port
 
 
 @dataclass
@@ -32,13 +19,14 @@ class OperatorProcess:
     namespaces: list[str] | None = None
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
-    popen: subprocess.Popen | None = None
     health_port: int = 0
     metrics_port: int = 0
+    process: ManagedProcess | None = None
 
     def start(self, timeout: float = 60) -> OperatorProcess:
-        self.health_port = _free_port()
-        self.metrics_port = _free_port()
+        """Start `mljob operator` and wait for kopf's /healthz, which answers once the startup
+        handlers ran and the indexes are filled."""
+        self.health_port, self.metrics_port = free_port(), free_port()
         args = [
             sys.executable,
             "-m",
@@ -49,18 +37,9 @@ class OperatorProcess:
             f"--metrics-port={self.metrics_port}",
             *self.extra_args,
         ]
-        log = self.log_path.open("ab")
-        self.popen = subprocess.Popen(
-            args,
-            env={**self.control_plane.env(), **self.env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-        log.close()
-        self._wait_ready(timeout)
+        env = {**self.control_plane.env(), **self.env}
+        self.process = ManagedProcess("operator", args, self.log_path, env).start()
+        self.process.wait_http_ok(f"http://127.0.0.1:{self.health_port}/healthz", None, timeout)
         return self
 
     @property
@@ -69,51 +48,20 @@ class OperatorProcess:
 
     @property
     def pid(self) -> int:
-        assert self.popen is not None
-        return self.popen.pid
+        assert self.process is not None
+        return self.process.pid
 
     @property
     def running(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def _wait_ready(self, timeout: float) -> None:
-        """kopf serves its liveness endpoint once startup handlers ran and indexes are
-        filled; poll it (the process has nothing to watch)."""
-        deadline = time.monotonic() + timeout
-        url = f"http://127.0.0.1:{self.health_port}/healthz"
-        while time.monotonic() < deadline:
-            self.check_alive()
-            with (
-                contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError),
-                urllib.request.urlopen(url, timeout=2) as response,
-            ):
-                if response.status == 200:
-                    return
-            time.sleep(0.1)
-        raise ControlPlaneError(f"operator not ready after {timeout}s; log: {self.log_path}")
-
-    def check_alive(self) -> None:
-        if self.popen is not None and self.popen.poll() is not None:
-            raise ControlPlaneError(
-                f"operator exited with {self.popen.returncode}; log {self.log_path}:\n"
-                + self.log_tail()
-            )
+        return self.process is not None and self.process.running
 
     def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return self.process.log_tail(lines) if self.process else ""
 
     def kill(self) -> None:
-        """SIGKILL: no cleanup, no goodbye, as a crashed or evicted pod."""
-        if self.popen and self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait()
+        if self.process:
+            self.process.kill()
 
-    def stop(self, timeout: float = 20) -> None:
-        if self.popen is None or self.popen.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGTERM)
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
