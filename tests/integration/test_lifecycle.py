@@ -127,8 +127,12 @@ def test_ttl_deletes_the_children_and_keeps_the_mljob(api_client, namespace):
     finish_spark(api_client, namespace, app)
     wait_phase(api_client, namespace, "t", "Succeeded")
     wait_for(lambda: gone(api_client, SPARK, namespace, app), "the TTL to delete the children")
-    kept = get(api_client, MLJOB, namespace, "t")
-    assert kept["status"]["phase"] == "Succeeded" and kept["status"].get("childrenDeletedTime")
+    # The deletes come first, then the status write that records them.
+    kept = wait_for(
+        lambda: get(api_client, MLJOB, namespace, "t")["status"].get("childrenDeletedTime"),
+        "status.childrenDeletedTime",
+    )
+    assert kept and get(api_client, MLJOB, namespace, "t")["status"]["phase"] == "Succeeded"
 
 
 def test_a_spec_change_waits_for_the_running_step_then_starts_a_new_run(api_client, namespace):
