@@ -49,8 +49,10 @@ def test_a_failed_step_is_retried_with_a_new_attempt(api_client, namespace):
     finish_spark(api_client, namespace, first, "FAILED", "executor lost")
 
     wait_for(lambda: "r-prepare-r1-a2" in names(api_client, SPARK, namespace), "attempt 2")
-    entry = step_status(api_client, namespace, "r", "prepare")
-    assert entry["attempts"] == 2
+    entry = wait_for(  # the status write that records attempt 2 follows its create
+        lambda: (e := step_status(api_client, namespace, "r", "prepare"))["attempts"] == 2 and e,
+        "status to record attempt 2",
+    )
     assert (
         entry["failures"][0]["attempt"] == 1 and "executor lost" in entry["failures"][0]["message"]
     )
@@ -157,8 +159,11 @@ def test_a_spec_change_waits_for_the_running_step_then_starts_a_new_run(api_clie
     new = get(api_client, SPARK, namespace, "c-prepare-r2")
     assert new["metadata"]["labels"]["mljob.io/run"] == "2"
     assert new["spec"]["arguments"] == ["--rows", "10"]
-    status = get(api_client, MLJOB, namespace, "c")["status"]
-    assert status["run"] == 2 and status["runs"][0]["run"] == 1
+    status = wait_for(
+        lambda: (s := get(api_client, MLJOB, namespace, "c")["status"])["run"] == 2 and s,
+        "status to record run 2",
+    )
+    assert status["runs"][0]["run"] == 1
     assert not children(api_client, RAYJOB, namespace), "run 1's train never started"
 
 
@@ -169,7 +174,9 @@ def test_cancel_running_deletes_the_old_run_at_once(api_client, namespace):
     patch_spec(api_client, namespace, "c", {"image": "example.com/churn:2"})
     wait_for(lambda: "c-prepare-r2" in names(api_client, SPARK, namespace), "run 2's child")
     wait_for(lambda: gone(api_client, SPARK, namespace, app), "run 1's child to be deleted")
-    runs = get(api_client, MLJOB, namespace, "c")["status"]["runs"]
+    runs = wait_for(
+        lambda: get(api_client, MLJOB, namespace, "c")["status"].get("runs"), "status.runs"
+    )
     assert runs[0]["phase"] == "Cancelled"
 
 
