@@ -8,7 +8,6 @@ and any other refusal of a create is a `Rejected` carrying the API server's own 
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +39,6 @@ class Api:
     def __init__(self, api_client: client.ApiClient) -> None:
         self.objects = client.CustomObjectsApi(api_client)
         self.authorization = client.AuthorizationV1Api(api_client)
-        self.requests: Counter[str] = Counter()  # by verb, for metrics and benchmarks
 
     @classmethod
     def from_environment(cls) -> Api:
@@ -58,7 +56,6 @@ class Api:
         """Create with strict field validation. Returns the created object, Exists (with the
         object read back) on a 409, or Rejected when the API server refused it."""
         group, version, plural = resource
-        self.requests["create"] += 1
         try:
             with metrics.api_request("create"):
                 return self.objects.create_namespaced_custom_object(
@@ -73,7 +70,6 @@ class Api:
 
     def get(self, resource: Resource, namespace: str, name: str) -> Obj:
         group, version, plural = resource
-        self.requests["get"] += 1
         with metrics.api_request("get"):
             return self.objects.get_namespaced_custom_object(
                 group, version, namespace, plural, name
@@ -82,7 +78,6 @@ class Api:
     def patch_child(self, resource: Resource, namespace: str, name: str, patch: Obj) -> None:
         """JSON merge patch of a child's spec (only ever `suspend`); a 404 means it is gone."""
         group, version, plural = resource
-        self.requests["patch"] += 1
         try:
             with metrics.api_request("patch"):
                 self.objects.patch_namespaced_custom_object(
@@ -100,7 +95,6 @@ class Api:
 
     def delete(self, resource: Resource, namespace: str, name: str) -> None:
         group, version, plural = resource
-        self.requests["delete"] += 1
         try:
             with metrics.api_request("delete"):
                 self.objects.delete_namespaced_custom_object(
@@ -112,7 +106,6 @@ class Api:
 
     def patch_mljob_status(self, namespace: str, name: str, status: Obj) -> Obj | None:
         """Merge-patch the status subresource (never the spec). None if the MLJob is gone."""
-        self.requests["patch"] += 1
         try:
             with metrics.api_request("patch"):
                 return self.objects.patch_namespaced_custom_object_status(
@@ -126,25 +119,25 @@ class Api:
     def can(self, user: Obj, verb: str, namespace: str, group: str, resource: str) -> bool:
         """Ask the API server (SubjectAccessReview) whether `user` (an admission request's
         userInfo) may do `verb` on `resource` in `namespace`."""
-        self.requests["create"] += 1
-        review = self.authorization.create_subject_access_review(
-            {
-                "apiVersion": "authorization.k8s.io/v1",
-                "kind": "SubjectAccessReview",
-                "spec": {
-                    "user": user.get("username"),
-                    "uid": user.get("uid"),
-                    "groups": user.get("groups") or [],
-                    "extra": user.get("extra") or {},
-                    "resourceAttributes": {
-                        "namespace": namespace,
-                        "verb": verb,
-                        "group": group,
-                        "resource": resource,
+        with metrics.api_request("create"):
+            review = self.authorization.create_subject_access_review(
+                {
+                    "apiVersion": "authorization.k8s.io/v1",
+                    "kind": "SubjectAccessReview",
+                    "spec": {
+                        "user": user.get("username"),
+                        "uid": user.get("uid"),
+                        "groups": user.get("groups") or [],
+                        "extra": user.get("extra") or {},
+                        "resourceAttributes": {
+                            "namespace": namespace,
+                            "verb": verb,
+                            "group": group,
+                            "resource": resource,
+                        },
                     },
-                },
-            }
-        )
+                }
+            )
         return bool(review.status.allowed)
 
 
