@@ -190,8 +190,17 @@ async def mljob_event(
     if type == "DELETED":
         _forget(key)
         return
+    if _is_own_write(key, body):
+        return  # the watch echoing our own status patch: nothing new to plan from
     _remember(key, copy.deepcopy(dict(body)))
     await reconcile(namespace, name, trigger="mljob")
+
+
+def _is_own_write(key: Key, body: kopf.Body) -> bool:
+    latest = state.latest.get(key)
+    return latest is not None and latest["metadata"].get("resourceVersion") == body.metadata.get(
+        "resourceVersion"
+    )
 
 
 async def _child_event(
