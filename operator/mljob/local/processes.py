@@ -40,14 +40,19 @@ class GroupProcess:
     def exit_code(self) -> int | None:
         return self._popen.poll()
 
-    def stop(self, grace_seconds: float = STOP_GRACE_SECONDS) -> None:
-        """SIGTERM the whole group, SIGKILL what is left after the grace period."""
+    def stop(self, grace_seconds: float = STOP_GRACE_SECONDS) -> bool:
+        """SIGTERM the whole group, SIGKILL what is left after the grace period. Returns
+        whether the leader ended on SIGTERM, within the grace period."""
         self._signal_group(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
+        try:
             self._popen.wait(timeout=grace_seconds)
+            graceful = True
+        except subprocess.TimeoutExpired:
+            graceful = False
         self._signal_group(signal.SIGKILL)
         self._popen.wait()
         _wait_group_gone(self.pid, grace_seconds)
+        return graceful
 
     def _signal_group(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError):

@@ -59,8 +59,9 @@ class LocalRay:
         tail = "\n".join(log_tail(self.log_file, 15))
         raise LocalRunError(f"the local Ray instance did not start (log {self.log_file}):\n{tail}")
 
-    def stop(self) -> None:
-        self._process.stop()
+    def stop(self) -> bool:
+        """Stop the whole Ray instance; True when it ended on SIGTERM (no SIGKILL needed)."""
+        return self._process.stop()
 
 
 def _free_port() -> int:
