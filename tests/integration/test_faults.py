@@ -194,6 +194,8 @@ def test_two_replicas_one_acts_and_the_standby_takes_over(
     lifetime = {"MLJOB_PEERING_LIFETIME_SECONDS": "5"}
     active = start_operator("--peering=mljob", "--priority=200", env=lifetime)
     standby = start_operator("--peering=mljob", "--priority=100", env=lifetime)
+    wait_for(lambda: len(peers(api_client, own_namespace)) == 2, "both keep-alives")
+    wait_for(lambda: is_paused(standby.log_tail(500)), "the standby to pause")
 
     create(api_client, MLJOB, own_namespace, pipeline("p"))
     app = wait_child(api_client, SPARK, own_namespace, "prepare")
@@ -211,6 +213,18 @@ def test_two_replicas_one_acts_and_the_standby_takes_over(
     finish_rayjob(api_client, own_namespace, job["metadata"]["name"])
     wait_phase(api_client, own_namespace, "p", "Succeeded")
     assert_one_child_per_step(api_client, own_namespace)
+
+
+def peers(api_client, namespace: str) -> dict:
+    peering = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
+        "kopf.dev", "v1", namespace, "kopfpeerings", "mljob"
+    )
+    return peering.get("status") or {}
+
+
+def is_paused(log: str) -> bool:
+    """kopf starts paused and logs only changes: paused unless its last word was Resuming."""
+    return log.rfind("Pausing operations") >= log.rfind("Resuming operations")
 
 
 def get_status(api_client, namespace: str, name: str) -> dict:
