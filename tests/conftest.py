@@ -52,7 +52,7 @@ def namespace(api_client) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def operator_process(control_plane: ControlPlane, tmp_path_factory) -> Iterator:
-    """The operator as its own process (`kopf run -m mljob.handlers`), shared by the tests
+    """The operator as its own process (`mljob operator`), shared by the tests
     that only need a running operator; fault tests start their own."""
     from mljob.testing.operator_process import OperatorProcess
 

@@ -7,7 +7,7 @@ operator or KubeRay. The only writes are child creates and deletes, MLJob status
 Events. A slow resync loop is the safety net for events whose handling failed (kopf does not
 retry `on.event` handlers).
 
-Run it with:  kopf run --all-namespaces -m mljob.handlers   (or `mljob operator`)
+Run it with `mljob operator` (the container entrypoint; it calls kopf.run with this module).
 """
 
 from __future__ import annotations
@@ -138,16 +138,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     memo.resync_task = asyncio.create_task(_resync_forever())
     metrics.watch_phases(_known_phases)
     metrics.count_watch_streams()
-    _serve_metrics(int(os.environ.get("MLJOB_METRICS_PORT", "8080")))
 
-
-def _serve_metrics(port: int) -> None:
-    """Serve /metrics (MLJOB_METRICS_PORT, `mljob operator --metrics-port`; 0: off). A port
-    that is taken is logged, not fatal: the operator's work matters more than its metrics."""
-    try:
-        metrics.serve(port)
-    except OSError as error:
-        logger.error("cannot serve metrics on port %d: %s", port, error)
 
 
 def _known_phases() -> list[str | None]:

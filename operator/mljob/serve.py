@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -43,8 +42,7 @@ def serve(options: ServeOptions) -> None:
     # kopf logs every handled event at INFO; the operator's own lines tell the story.
     if not options.verbose:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    # The handlers start the metrics server from this variable (the chart runs `kopf run`).
-    os.environ["MLJOB_METRICS_PORT"] = str(options.metrics_port)
+    _serve_metrics_on_startup(options.metrics_port)
     if options.webhook:
         _enable_webhook(options.webhook)
     kopf.run(
@@ -71,3 +69,19 @@ def _enable_webhook(options: WebhookOptions) -> None:
             certfile=options.certfile,
             pkeyfile=options.keyfile,
         )
+
+
+def _serve_metrics_on_startup(port: int) -> None:
+    """Serve /metrics once the operator starts (0: off). A port that is taken is logged, not
+    fatal: the operator's work matters more than its metrics."""
+    if not port:
+        return
+
+    @kopf.on.startup()
+    def metrics_server(logger: logging.Logger, **_: object) -> None:
+        from mljob import metrics
+
+        try:
+            metrics.serve(port)
+        except OSError as error:
+            logger.error("cannot serve metrics on port %d: %s", port, error)

@@ -29,7 +29,7 @@ from integration.test_admission import (
     webhook_answer,
     webhook_configuration,
 )
-from integration.test_pipeline import mljob, ray
+from integration.test_pipeline import mljob, ray, spark
 from kubernetes import client
 
 from mljob.testing.binaries import ensure_binaries
@@ -170,34 +170,7 @@ def operators(objects, kubeconfig: Path, tmp_path: Path, replicas: int = 1):
 
 def run_pipeline(admin, namespace: str, name: str = "churn", start_timeout: float = 30) -> dict:
     """Create a Spark -> Ray MLJob, play the Spark operator and KubeRay, wait for Succeeded."""
-    create(
-        admin,
-        MLJOB,
-        namespace,
-        {
-            "apiVersion": "mljob.io/v1alpha1",
-            "kind": "MLJob",
-            "metadata": {"name": name},
-            "spec": {
-                "image": "example.com/churn:1",
-                "dataPath": "s3a://lake",
-                "steps": [
-                    {
-                        "name": "prepare",
-                        "spark": {
-                            "type": "Python",
-                            "mainApplicationFile": "local:///app/prepare.py",
-                            "sparkVersion": "4.0.1",
-                        },
-                    },
-                    {
-                        "name": "train",
-                        "ray": {"entrypoint": "python /app/train.py", "rayVersion": "2.49.0"},
-                    },
-                ],
-            },
-        },
-    )
+    create(admin, MLJOB, namespace, mljob(name, spark("prepare"), ray("train")))
     app = wait_for(
         lambda: only_child(admin, SPARK, namespace), "the SparkApplication", start_timeout
     )
