@@ -283,7 +283,7 @@ def test_namespaced_install_acts_only_in_its_namespaces(plane, admin, tmp_path):
     with operators(objects, kubeconfig, tmp_path) as (operator,):
         run_pipeline(admin, "ns-b")
         # An MLJob outside the listed namespaces is not the operator's business.
-        create(admin, MLJOB, "ns-outside", ray_mljob("outside"))
+        create(admin, MLJOB, "ns-outside", mljob("outside", ray("fit")))
         run_pipeline(admin, "ns-a")  # meanwhile, the outside MLJob could have been picked up
     assert "status" not in get(admin, MLJOB, "ns-outside", "outside")
     assert only_child(admin, RAYJOB, "ns-outside") is None
@@ -325,21 +325,6 @@ def test_namespaced_install_works_without_any_cluster_scoped_right(plane, admin,
     assert not can_i(plane, kubeconfig, "list", "namespaces")
     assert not can_i(plane, kubeconfig, "list", "customresourcedefinitions.apiextensions.k8s.io")
     helm("uninstall", "solo", "--namespace", RELEASE_NAMESPACE, env=plane.env())
-
-
-def ray_mljob(name: str) -> dict:
-    return {
-        "apiVersion": "mljob.io/v1alpha1",
-        "kind": "MLJob",
-        "metadata": {"name": name},
-        "spec": {
-            "image": "example.com/x:1",
-            "dataPath": "s3a://lake",
-            "steps": [
-                {"name": "fit", "ray": {"entrypoint": "python x.py", "rayVersion": "2.49.0"}}
-            ],
-        },
-    }
 
 
 def test_two_replicas_peer_through_the_charts_peering_object(plane, admin, tmp_path):

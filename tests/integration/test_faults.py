@@ -70,18 +70,20 @@ def assert_one_child_per_step(api_client, namespace: str) -> None:
     assert [j["metadata"]["name"] for j in ray_jobs] == ["p-train-r1"]
 
 
+def finish_the_pipeline(api_client, namespace: str, spark_app: str) -> None:
+    """Play the Spark operator and KubeRay to the end; each step had exactly one child."""
+    finish_spark(api_client, namespace, spark_app)
+    job = wait_child(api_client, RAYJOB, namespace, "train")["metadata"]["name"]
+    finish_rayjob(api_client, namespace, job)
+    wait_phase(api_client, namespace, "p", "Succeeded")
+    assert_one_child_per_step(api_client, namespace)
+
+
 def test_operator_down_before_the_first_create(api_client, own_namespace, start_operator):
     create(api_client, MLJOB, own_namespace, pipeline("p"))  # nobody is watching yet
     start_operator()
     app = wait_child(api_client, SPARK, own_namespace, "prepare")
-    finish_spark(api_client, own_namespace, app["metadata"]["name"])
-    finish_rayjob(
-        api_client,
-        own_namespace,
-        wait_child(api_client, RAYJOB, own_namespace, "train")["metadata"]["name"],
-    )
-    wait_phase(api_client, own_namespace, "p", "Succeeded")
-    assert_one_child_per_step(api_client, own_namespace)
+    finish_the_pipeline(api_client, own_namespace, app["metadata"]["name"])
 
 
 def test_killed_right_after_a_create_before_recording_it(api_client, own_namespace, start_operator):
@@ -100,14 +102,7 @@ def test_killed_right_after_a_create_before_recording_it(api_client, own_namespa
         "the restarted operator to record the existing SparkApplication",
     )
     assert recorded == app["metadata"]["name"]
-    finish_spark(api_client, own_namespace, app["metadata"]["name"])
-    finish_rayjob(
-        api_client,
-        own_namespace,
-        wait_child(api_client, RAYJOB, own_namespace, "train")["metadata"]["name"],
-    )
-    wait_phase(api_client, own_namespace, "p", "Succeeded")
-    assert_one_child_per_step(api_client, own_namespace)
+    finish_the_pipeline(api_client, own_namespace, app["metadata"]["name"])
 
 
 def test_killed_between_a_terminal_child_and_the_next_step(
