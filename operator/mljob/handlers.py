@@ -140,7 +140,6 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     metrics.count_watch_streams()
 
 
-
 def _known_phases() -> list[str | None]:
     """status.phase of every MLJob this process knows (called from the metrics thread)."""
     return [(body.get("status") or {}).get("phase") for body in list(state.latest.values())]
