@@ -139,3 +139,14 @@ def test_deleting_an_owner_garbage_collects_what_it_owns(api_client, namespace):
         return False
 
     wait_for(spark_app_gone, "the garbage collector to delete the owned SparkApplication")
+
+
+def test_kubectl_explain_documents_the_mljob_api(control_plane):
+    """The MLJob CRD's descriptions reach `kubectl explain` (served from the real OpenAPI)."""
+    ray = control_plane.kubectl("explain", "mljob.spec.steps.ray").stdout
+    assert "Run this step as a RayJob" in ray
+    assert "entrypoint\t<string> -required-" in ray
+    status = control_plane.kubectl("explain", "mljob.status.conditions").stdout
+    assert "lastTransitionTime" in status and "observedGeneration" in status
+    listed = control_plane.kubectl("get", "mlj", "-A")  # the short name works
+    assert listed.returncode == 0
