@@ -87,9 +87,7 @@ def rendered_children(mljob: Obj, run: int) -> list[Obj]:
     from mljob import builders
 
     children = [builders.build_ray_cluster(mljob, run)] if mljob["spec"].get("rayCluster") else []
-    for step in mljob["spec"]["steps"]:
-        build = builders.build_spark_application if "spark" in step else builders.build_ray_job
-        children.append(build(mljob, step, run, 1))
+    children += [builders.build_step_child(mljob, step, run, 1) for step in mljob["spec"]["steps"]]
     return children
 
 

@@ -182,7 +182,8 @@ async def mljob_event(
         return
     if _is_own_write(key, body):
         return  # the watch echoing our own status patch: nothing new to plan from
-    _remember(key, copy.deepcopy(dict(body)))
+    # No copy of the body here: the `mljobs` index, filled before handlers run, holds it, and
+    # reconcile takes the newer of it and our last write.
     await reconcile(namespace, name, trigger="mljob")
 
 
