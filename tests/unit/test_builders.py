@@ -1,6 +1,5 @@
-import pytest
 import yaml
-from upstream_schema import UPSTREAM, check, schema_of
+from upstream_schema import check, schema_of
 
 from mljob import builders
 from mljob import constants as c
@@ -106,7 +105,6 @@ def test_names_are_deterministic_and_within_limits():
         assert len(first["metadata"]["name"]) <= c.NAME_LIMIT_OF_KIND[first["kind"]]
 
 
-@pytest.mark.skipif(not UPSTREAM.exists(), reason="needs ../shared/upstream-crds (see DESIGN.md)")
 def test_built_children_match_the_real_upstream_schemas():
     step = ray_step("train")
     step["ray"]["workers"] = {"replicas": 1, "gpu": 1}

@@ -1,18 +1,16 @@
 """A small structural-schema checker (unknown fields, required, types, enums) to test built
-children against the real upstream CRDs in ../shared/upstream-crds without an API server."""
+children against the real upstream CRDs (vendored in mljob/third_party) without an API server."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import yaml
+from mljob import third_party
 
-UPSTREAM = Path(__file__).resolve().parents[3] / "shared" / "upstream-crds"
 FILES = {
-    "SparkApplication": "spark-operator/sparkoperator.k8s.io_sparkapplications.yaml",
-    "RayJob": "kuberay/ray.io_rayjobs.yaml",
-    "RayCluster": "kuberay/ray.io_rayclusters.yaml",
+    "SparkApplication": "sparkoperator.k8s.io_sparkapplications.yaml",
+    "RayJob": "ray.io_rayjobs.yaml",
+    "RayCluster": "ray.io_rayclusters.yaml",
 }
 _TYPES = {
     "string": str,
@@ -25,8 +23,7 @@ _TYPES = {
 
 
 def schema_of(kind: str, version: str) -> dict[str, Any]:
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    crd = yaml.load((UPSTREAM / FILES[kind]).read_text(), Loader=loader)
+    crd = third_party.load_crd(FILES[kind])
     return next(v for v in crd["spec"]["versions"] if v["name"] == version)["schema"][
         "openAPIV3Schema"
     ]

@@ -29,75 +29,18 @@ from pathlib import Path
 
 import yaml
 
+from mljob import third_party
+
 from . import certs
 from .binaries import Binaries, ensure_binaries
 from .processes import ManagedProcess, ProcessError, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 PROJECT_CRDS = REPO_ROOT / "crds"
-SPARK_OPERATOR_VERSION = "2.5.2"
-KUBERAY_VERSION = "1.7.0"
-UPSTREAM_CRD_FILES = {
-    "spark-operator": (
-        "sparkoperator.k8s.io_sparkapplications.yaml",
-        "sparkoperator.k8s.io_scheduledsparkapplications.yaml",
-    ),
-    "kuberay": ("ray.io_rayjobs.yaml", "ray.io_rayclusters.yaml"),
-}
-UPSTREAM_GO_MODULES = {
-    "spark-operator": (
-        f"github.com/kubeflow/spark-operator/v2@v{SPARK_OPERATOR_VERSION}",
-        "config/crd/bases",
-    ),
-    "kuberay": (
-        f"github.com/ray-project/kuberay/ray-operator@v{KUBERAY_VERSION}",
-        "config/crd/bases",
-    ),
-}
 
 
 class ControlPlaneError(ProcessError):
     pass
-
-
-def upstream_crd_paths() -> list[Path]:
-    """The pinned upstream CRD files: from ../shared/upstream-crds beside the repo (or
-    $MLJOB_UPSTREAM_CRDS), else from the projects' Go modules at the pinned versions."""
-    configured = os.environ.get("MLJOB_UPSTREAM_CRDS")
-    folder = Path(configured) if configured else REPO_ROOT.parent / "shared" / "upstream-crds"
-    paths: list[Path] = []
-    for project, files in UPSTREAM_CRD_FILES.items():
-        local = [folder / project / name for name in files]
-        if all(p.is_file() for p in local):
-            paths.extend(local)
-        else:
-            module_dir = _download_go_module(project)
-            paths.extend(module_dir / name for name in files)
-    return paths
-
-
-def _download_go_module(project: str) -> Path:
-    module, subdir = UPSTREAM_GO_MODULES[project]
-    how = (
-        f"Put the upstream CRDs ({', '.join(UPSTREAM_CRD_FILES[project])}) in "
-        f"<folder>/{project}/ and set MLJOB_UPSTREAM_CRDS=<folder>, or place the shared/ folder "
-        f"beside the repository (shared/upstream-crds/{project}/)."
-    )
-    if not shutil.which("go"):
-        raise ControlPlaneError(
-            f"upstream {project} CRDs not found and no `go` to fetch {module}. {how}"
-        )
-    result = subprocess.run(
-        ["go", "mod", "download", "-json", module], capture_output=True, text=True, check=False
-    )
-    try:
-        directory = Path(json.loads(result.stdout)["Dir"]) / subdir
-    except (json.JSONDecodeError, KeyError):
-        raise ControlPlaneError(
-            f"upstream {project} CRDs not found locally and `go mod download {module}` failed: "
-            f"{(result.stdout + result.stderr).strip()[-500:]}. {how}"
-        ) from None
-    return directory
 
 
 @dataclass
@@ -159,7 +102,7 @@ class ControlPlane:
 
     @staticmethod
     def default_crds() -> list[Path]:
-        return [*upstream_crd_paths(), *sorted(PROJECT_CRDS.glob("*.yaml"))]
+        return [*third_party.crd_paths(), *sorted(PROJECT_CRDS.glob("*.yaml"))]
 
     # -- clients ---------------------------------------------------------------------------
 
