@@ -20,7 +20,6 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -312,21 +311,28 @@ def _owned_by(child: Obj, uid: str) -> bool:
 
 async def _apply_actions(mljob: Obj, result: Plan) -> tuple[Plan, bool]:
     """Apply the plan's actions in order (a cancelled run's deletes come before the new run's
-    creates); also say whether a step's child was created."""
+    creates); also say whether a step's child was created. After a rejected create no further
+    create of this plan is applied: it may be a RayJob on the refused shared RayCluster, and a
+    failed pipeline starts nothing new anyway."""
     key = (mljob["metadata"]["namespace"], mljob["metadata"]["name"])
-    status, events, started_step = result.status, list(result.events), False
+    rejection: tuple[str | None, str] | None = None
+    skipped: list[str | None] = []
+    started_step = False
     for action in result.actions:
-        extra = _log_fields(key, status.get("run"), getattr(action, "step", None))
-        if isinstance(action, Create):
-            rejected = await _create(key, action, extra)
-            if rejected is not None:
-                refused = record_create_rejected(status, action.step, rejected.message, _now())
-                status, events = refused.status, events + refused.events
-            started_step = started_step or (rejected is None and action.step is not None)
-        else:
+        extra = _log_fields(key, result.status.get("run"), getattr(action, "step", None))
+        if not isinstance(action, Create):
             await _change(key, action, extra)
-    applied = Plan([], status, _dedupe(events), result.requeue_after)
-    return applied, started_step
+        elif rejection is not None:
+            skipped.append(action.step)
+        elif (rejected := await _create(key, action, extra)) is not None:
+            rejection = (action.step, rejected.message)
+        else:
+            started_step = started_step or action.step is not None
+    if rejection is None:
+        return result, started_step
+    old = mljob.get("status") or {}
+    refused = record_create_rejected(old, result.status, *rejection, _now(), skipped)
+    return Plan([], refused.status, refused.events, result.requeue_after), started_step
 
 
 async def _create(key: Key, action: Create, extra: dict[str, Any]) -> kube.Rejected | None:
@@ -374,10 +380,6 @@ def _log_fields(key: Key, run: int | None = None, step: str | None = None) -> di
     if step is not None:
         fields["step"] = step
     return fields
-
-
-def _dedupe(events: Iterable) -> list:
-    return list(dict.fromkeys(events))
 
 
 async def _write_status(key: Key, mljob: Obj, result: Plan) -> None:

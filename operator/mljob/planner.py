@@ -35,6 +35,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -198,15 +199,33 @@ def status_patch(old: Obj, new: Obj) -> Obj:
     return patch
 
 
-def record_create_rejected(status: Obj, step_name: str | None, message: str, now: datetime) -> Plan:
-    """The API server refused a child create (422, admission): fail the step once, with the
-    server's message, so the planner never retries it in a loop. step_name None means the shared
-    RayCluster was refused; the Ray steps already started on it fail."""
+def record_create_rejected(
+    old: Obj,
+    status: Obj,
+    rejected: str | None,
+    message: str,
+    now: datetime,
+    skipped: Sequence[str | None] = (),
+) -> Plan:
+    """The API server refused a child create (422, 403, admission) from the plan that turned
+    status `old` into `status`: fail the step once, with the server's message, so it is never
+    retried in a loop. The glue applies no create after a rejected one: the steps of those
+    `skipped` creates (None: the shared RayCluster) did not start, so their entries go back to
+    what `old` had. `rejected` None means the shared RayCluster was refused: the Ray steps that
+    needed it fail (without an attempt: their RayJob was never sent)."""
     new = copy.deepcopy(status)
+    cluster = (status.get("rayCluster") or {}).get("name", "")
+    _undo_skipped_starts(new, old, skipped)
+    if rejected is None and cluster:
+        new["rayCluster"]["state"] = "Rejected"
     for entry in new.get("steps") or []:
-        refused_cluster = step_name is None and entry["kind"] == c.RAY_JOB_KIND
-        if entry["name"] == step_name or (refused_cluster and _is_active(entry)):
-            what = "RayCluster" if step_name is None else f"{entry['kind']} {entry['child']}"
+        needed_cluster = rejected is None and entry["kind"] == c.RAY_JOB_KIND
+        needed_cluster = needed_cluster and (_is_active(entry) or entry["name"] in skipped)
+        if entry["name"] == rejected or needed_cluster:
+            what = (
+                f"RayCluster {cluster}" if needed_cluster else f"{entry['kind']} {entry['child']}"
+            )
+            entry.pop("childSuspended", None)
             entry.update(
                 phase=c.FAILED,
                 childState=c.CHILD_STATE_CREATE_REJECTED,
@@ -214,7 +233,23 @@ def record_create_rejected(status: Obj, step_name: str | None, message: str, now
                 completionTime=_ts(now),
             )
     new = _summarize(new, status, _verdict(new["steps"], False), now)
-    return Plan([], new, diff_events(status, new))
+    return Plan([], new, diff_events(old, new))
+
+
+def _undo_skipped_starts(status: Obj, old: Obj, skipped: Sequence[str | None]) -> None:
+    """Steps (and the shared RayCluster) whose create was never sent go back to their entry in
+    `old` (a fresh one in a new run)."""
+    same_run = old.get("run", status.get("run")) == status.get("run")
+    before = {e["name"]: e for e in old.get("steps") or []} if same_run else {}
+    for i, entry in enumerate(status.get("steps") or []):
+        if entry["name"] in skipped:
+            previous = before.get(entry["name"])
+            status["steps"][i] = _step_entry(entry["name"], entry["kind"], previous)
+    if None in skipped:
+        if same_run and old.get("rayCluster"):
+            status["rayCluster"] = copy.deepcopy(old["rayCluster"])
+        else:
+            status.pop("rayCluster", None)
 
 
 # --- one run -------------------------------------------------------------------------------------
@@ -228,7 +263,10 @@ def _plan_run(ctx: _Context, old: Obj, base: Obj, actions: list[Action] | None =
     previous = {e["name"]: e for e in base.get("steps") or []}
     new: Obj = {k: copy.deepcopy(base[k]) for k in _CARRIED if k in base}
     new["observedGeneration"] = _generation(ctx.mljob)
-    new["steps"] = [_step_entry(step, previous.get(step["name"])) for step in ctx.spec["steps"]]
+    new["steps"] = [
+        _step_entry(step["name"], builders.step_kind(step), previous.get(step["name"]))
+        for step in ctx.spec["steps"]
+    ]
     _note_resume(ctx, new, old)
     for entry in new["steps"]:
         _observe(ctx, entry, retry=True)
@@ -243,9 +281,9 @@ def _plan_run(ctx: _Context, old: Obj, base: Obj, actions: list[Action] | None =
     return _finish(old, new, ctx.mljob, ctx.now, actions, _next_wakeup(ctx, new))
 
 
-def _step_entry(step: Obj, previous: Obj | None) -> Obj:
-    kind = builders.step_kind(step)
-    entry: Obj = {"name": step["name"], "kind": kind, "child": "", "phase": c.PENDING}
+def _step_entry(name: str, kind: str, previous: Obj | None) -> Obj:
+    """A step's status entry, continued from `previous` (same kind) if it has one."""
+    entry: Obj = {"name": name, "kind": kind, "child": "", "phase": c.PENDING}
     entry.update({"childState": "", "attempts": 0, "message": ""})
     if previous and previous.get("kind") == kind:
         entry.update(copy.deepcopy(previous))

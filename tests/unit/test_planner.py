@@ -171,7 +171,7 @@ def test_rejected_create_fails_the_step_once():
     world = World(mljob())
     first = world.reconcile()
     rejected = record_create_rejected(
-        world.status, first.actions[0].step, "spec.type: Unsupported", T0
+        {}, world.status, first.actions[0].step, "spec.type: Unsupported", T0
     )
     world.mljob["status"] = rejected.status
     assert world.step("prepare")["childState"] == c.CHILD_STATE_CREATE_REJECTED
@@ -181,6 +181,53 @@ def test_rejected_create_fails_the_step_once():
     world.children.clear()
     assert world.reconcile().actions == []  # never retried in a loop
     assert world.status["phase"] == c.FAILED
+
+
+def test_a_rejected_create_leaves_the_skipped_parallel_steps_unstarted():
+    job = mljob([spark_step("a"), spark_step("b", dependsOn=[]), spark_step("c", dependsOn=[])])
+    result = plan(job, [], T0)
+    assert [a.step for a in result.actions] == ["a", "b", "c"]
+    rejected = record_create_rejected({}, result.status, "a", "quota exceeded", T0, ["b", "c"])
+    steps = {e["name"]: e for e in rejected.status["steps"]}
+    assert steps["a"]["phase"] == c.FAILED and "quota exceeded" in steps["a"]["message"]
+    for skipped in ("b", "c"):
+        assert steps[skipped] == {
+            "name": skipped,
+            "kind": c.SPARK_KIND,
+            "child": "",
+            "phase": c.PENDING,
+            "childState": "",
+            "attempts": 0,
+            "message": "",
+        }
+    assert rejected.status["phase"] == c.FAILED and rejected.status["progress"] == "0/3"
+    started = [e.message for e in rejected.events if e.reason == c.EVENT_STEP_STARTED]
+    assert started == ["step a: created SparkApplication churn-a-r1"]  # never b or c
+    again = plan({**job, "status": rejected.status}, [], T0)
+    assert again.actions == []  # a failed pipeline starts nothing, in later plans too
+
+
+def test_a_rejected_shared_cluster_fails_the_ray_steps_that_needed_it_and_creates_none():
+    steps = [{"name": "a", "ray": {"entrypoint": "x"}}, {"name": "b", "ray": {"entrypoint": "y"}}]
+    steps[1]["dependsOn"] = []
+    job = mljob(steps, rayCluster={"rayVersion": "2.49.0"})
+    result = plan(job, [], T0)
+    assert [(a.kind, a.step) for a in result.actions] == [
+        (c.RAY_CLUSTER_KIND, None),
+        (c.RAY_JOB_KIND, "a"),
+        (c.RAY_JOB_KIND, "b"),
+    ]
+    rejected = record_create_rejected({}, result.status, None, "quota", T0, ["a", "b"])
+    status = rejected.status
+    for entry in status["steps"]:
+        assert entry["phase"] == c.FAILED and entry["childState"] == c.CHILD_STATE_CREATE_REJECTED
+        assert entry["attempts"] == 0 and entry["child"] == ""  # no RayJob was sent
+        assert entry["message"] == "the API server rejected RayCluster churn-r1-ray: quota"
+    assert status["rayCluster"] == {"name": "churn-r1-ray", "state": "Rejected"}
+    assert status["phase"] == c.FAILED
+    assert c.EVENT_STEP_STARTED not in [e.reason for e in rejected.events]
+    again = plan({**job, "status": status}, [], T0)
+    assert again.actions == [] and again.status["rayCluster"]["state"] == "Rejected"
 
 
 def test_suspend_starts_nothing():
