@@ -129,3 +129,11 @@ CHILD_STATE_PIPELINE_DEADLINE = "PipelineDeadlineExceeded"
 CHILD_STATE_CANCELLED = "Cancelled"  # deleted because a spec change cancelled its run
 # Conditions and messages are bounded by metav1.Condition (32768); keep ours well below.
 MAX_MESSAGE = 4096
+# A child's error output can be kilobytes (spark-submit's stderr, a Ray entrypoint's log): the
+# step message, status.message and the conditions get one line naming the cause (messages.py),
+# the child's own part of it at most MAX_CHILD_SUMMARY so that "step X (Kind name) failed:
+# attempt n of m failed: " still fits; status.steps[].details keeps a bounded excerpt once.
+MAX_SUMMARY = 300
+MAX_CHILD_SUMMARY = 200
+MAX_DETAILS = 2048
+MAX_EVENT_MESSAGE = 1024  # kopf cuts longer Event messages in the middle

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from mljob import builders, naming, states
+from mljob import builders, messages, naming, states
 from mljob import constants as c
 from mljob.validation import dependencies, validate
 
@@ -316,7 +316,11 @@ def _refresh(ctx: _Context, entry: Obj) -> _Failure | None:
         what = f"{entry['kind']} {entry['child']} was deleted while {entry['phase']}"
         return _Failure(c.CHILD_STATE_DELETED, f"{what} (by someone else)")
     state = states.child_state(child)
-    entry.update(phase=state.phase, childState=state.raw, message=_clip(state.message))
+    entry.update(phase=state.phase, childState=state.raw, message=_line(state.message))
+    if state.details:  # the child's longer text, kept once (docs/lifecycle.md)
+        entry["details"] = state.details
+    else:
+        entry.pop("details", None)
     if state.phase == c.SUCCEEDED:
         entry["completionTime"] = _ts(ctx.now)
     if state.phase == c.FAILED:
@@ -333,7 +337,7 @@ def _adopt_lost_create(ctx: _Context, step: Obj, entry: Obj) -> None:
 
 
 def _begin_attempt(entry: Obj, child_name: str, now: datetime) -> None:
-    for stale in ("nextAttemptTime", "completionTime", "childSuspended"):
+    for stale in ("nextAttemptTime", "completionTime", "childSuspended", "details"):
         entry.pop(stale, None)
     entry.update(child=child_name, attempts=entry["attempts"] + 1, phase=c.PENDING)
     entry.update(childState="", message="", startTime=_ts(now))
@@ -342,7 +346,7 @@ def _begin_attempt(entry: Obj, child_name: str, now: datetime) -> None:
 def _attempt_failed(entry: Obj, step: Obj | None, failure: _Failure, now: datetime) -> None:
     """Record a failed attempt; schedule the next one while retries are left."""
     attempt, message = entry["attempts"], failure.message or "no message"
-    record = {"attempt": attempt, "child": entry["child"], "message": _clip(message)}
+    record = {"attempt": attempt, "child": entry["child"], "message": _line(message)}
     record["time"] = _ts(now)
     entry["failures"] = [*(entry.get("failures") or []), record][-c.MAX_FAILURE_HISTORY :]
     entry.pop("childSuspended", None)
@@ -351,10 +355,10 @@ def _attempt_failed(entry: Obj, step: Obj | None, failure: _Failure, now: dateti
     if attempt < allowed:
         at = _ts(now + timedelta(seconds=backoff_seconds(step or {}, attempt)))
         text = f"attempt {attempt} of {allowed} failed: {message}; next attempt at {at}"
-        entry.update(phase=c.RETRYING, nextAttemptTime=at, message=_clip(text))
+        entry.update(phase=c.RETRYING, nextAttemptTime=at, message=_line(text))
         return
     text = message if attempt <= 1 else f"attempt {attempt} of {allowed} failed: {message}"
-    entry.update(phase=c.FAILED, message=_clip(text), completionTime=_ts(now))
+    entry.update(phase=c.FAILED, message=_line(text), completionTime=_ts(now))
 
 
 def backoff_seconds(step: Obj, failed_attempts: int) -> float:
@@ -763,7 +767,7 @@ def _failure_reason(entry: Obj) -> str:
 
 def _failure_message(entry: Obj) -> str:
     child = f"{entry['kind']} {entry['child']}".strip()
-    return _clip(f"step {entry['name']} ({child}) failed: {entry['message'] or 'no message'}")
+    return _line(f"step {entry['name']} ({child}) failed: {entry['message'] or 'no message'}")
 
 
 # --- events ------------------------------------------------------------------------------------
@@ -803,7 +807,10 @@ def _step_events(before: Obj, entry: Obj) -> list[Event]:
         elif entry["phase"] in (c.FAILED, c.RETRYING):
             reason = c.EVENT_STEP_FAILED if entry["phase"] == c.FAILED else c.EVENT_STEP_RETRYING
             message = f"step {name}: {child}: {entry['message']}"
-            events.append(Event("Warning", reason, _clip(message)))
+            if entry.get("details"):  # the end of the child's own text, under kopf's cut
+                room = c.MAX_EVENT_MESSAGE - len(message) - 1
+                message += "\n" + messages.tail(entry["details"], room)
+            events.append(Event("Warning", reason, messages.clip(message, c.MAX_EVENT_MESSAGE)))
     return events
 
 
@@ -847,6 +854,11 @@ def _ts(moment: datetime) -> str:
 
 def _parse(stamp: str) -> datetime:
     return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def _line(text: str) -> str:
+    """One line naming the cause, for step messages, status.message and conditions."""
+    return messages.one_line(text, c.MAX_SUMMARY)
 
 
 def _clip(text: str) -> str:

@@ -2,7 +2,8 @@
 
 Tables follow ../shared/reference (Spark operator v2.5, KubeRay v1.7). Unknown values map to a
 non-terminal phase: the upstream schemas have no enum, and guessing "failed" would end a pipeline
-on a version skew.
+on a version skew. A child's own message becomes one line naming the cause (messages.summarize);
+when that line leaves text out, a bounded excerpt of it is kept as `details`.
 """
 
 from __future__ import annotations
@@ -11,13 +12,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from mljob import constants as c
+from mljob import messages
 
 
 @dataclass(frozen=True)
 class ChildState:
     phase: str  # one of constants.STEP_PHASES
     raw: str  # the child's own state, shown as status.steps[].childState
-    message: str = ""
+    message: str = ""  # one line, at most constants.MAX_CHILD_SUMMARY characters
+    details: str = ""  # an excerpt of the child's longer message (status.steps[].details)
+
+
+def _described(phase: str, raw: str, text: str) -> ChildState:
+    """A state whose message is `text` summarized; `details` only when the summary dropped
+    something, so a short one-line message is never stored twice."""
+    summary = messages.summarize(text, c.MAX_CHILD_SUMMARY)
+    whole = summary == messages.one_line(text, len(text) + 1)
+    return ChildState(phase, raw, summary, "" if whole else messages.excerpt(text, c.MAX_DETAILS))
 
 
 # --- SparkApplication: status.applicationState.state -------------------------------------------
@@ -50,7 +61,7 @@ def spark_application_state(app: dict[str, Any]) -> ChildState:
     message = app_state.get("errorMessage") or ""
     if phase == c.FAILED and not message:
         message = "SparkApplication failed without an error message"
-    return ChildState(phase, raw, message)
+    return _described(phase, raw, message)
 
 
 # --- RayJob: status.jobDeploymentStatus (+ jobStatus only to qualify Complete) -----------------
@@ -78,15 +89,15 @@ def ray_job_state(job: dict[str, Any]) -> ChildState:
     message = _join(status.get("reason"), status.get("message"))
     if deployment == "Complete":
         if job_status == "SUCCEEDED":
-            return ChildState(c.SUCCEEDED, raw, message)
+            return _described(c.SUCCEEDED, raw, message)
         # Complete+STOPPED means someone stopped the Ray job: the step did not do its work.
-        return ChildState(c.FAILED, raw, message or f"Ray job ended with jobStatus {job_status}")
+        return _described(c.FAILED, raw, message or f"Ray job ended with jobStatus {job_status}")
     phase = RAY_DEPLOYMENT_PHASE.get(deployment)
     if phase is None:
         return ChildState(c.PENDING, raw, f"unrecognised RayJob jobDeploymentStatus {deployment!r}")
     if phase == c.FAILED and not message:
         message = f"RayJob {deployment}"
-    return ChildState(phase, raw, message)
+    return _described(phase, raw, message)
 
 
 def _join(reason: str | None, message: str | None) -> str:

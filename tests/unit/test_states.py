@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from mljob import constants as c
@@ -104,3 +106,67 @@ def test_ray_cluster_readiness_uses_head_pod_ready_not_sticky_state():
 def test_child_state_rejects_other_kinds():
     with pytest.raises(ValueError):
         child_state({"kind": "Pod"})
+
+
+# --- long upstream messages: one line in message, the excerpt in details ----------------------
+DATA = Path(__file__).parent / "data"
+
+
+def test_spark_submit_output_becomes_one_line_and_details():
+    error = (DATA / "spark_submit_failed.txt").read_text()
+    state = spark_application_state(spark_app("FAILED", error))
+    assert state.message == (
+        "failed to run spark-submit: java.io.IOException: Connection refused: /127.0.0.1:1"
+    )
+    assert "Caused by: java.net.ConnectException" in state.details
+    assert len(state.details) <= c.MAX_DETAILS < len(error)
+
+
+def test_spark_submission_failed_is_summarized_while_pending_too():
+    error = (DATA / "spark_submit_failed.txt").read_text()
+    state = spark_application_state(spark_app("SUBMISSION_FAILED", error))
+    assert state.phase == c.PENDING
+    assert "\n" not in state.message and len(state.message) <= c.MAX_CHILD_SUMMARY
+    assert state.details
+
+
+def test_ray_app_failed_names_the_python_error():
+    job = {
+        "kind": c.RAY_JOB_KIND,
+        "status": {
+            "jobDeploymentStatus": "Failed",
+            "jobStatus": "FAILED",
+            "reason": "AppFailed",
+            "message": (DATA / "rayjob_app_failed.txt").read_text(),
+        },
+    }
+    state = child_state(job)
+    assert state.phase == c.FAILED
+    assert state.message.startswith("AppFailed: Job entrypoint command failed with exit code 1: ")
+    assert state.message.endswith(
+        "ValueError: no rows in s3a://lake/churn/run-1/features/"
+        "part-0000.parquet: was the prepare step's output written?"
+    )
+    assert state.details.endswith("was the prepare step's output written?")
+
+
+def test_ray_validation_failed_long_line_is_clipped_with_details():
+    message = (DATA / "rayjob_validation_failed.txt").read_text()
+    job = {
+        "kind": c.RAY_JOB_KIND,
+        "status": {
+            "jobDeploymentStatus": "ValidationFailed",
+            "reason": "ValidationFailed",
+            "message": message,
+        },
+    }
+    state = ray_job_state(job)
+    assert state.phase == c.FAILED
+    assert len(state.message) <= c.MAX_CHILD_SUMMARY
+    assert state.message.startswith("ValidationFailed: The RayJob metadata is invalid: ")
+    assert state.details == f"ValidationFailed: {message}"
+
+
+def test_short_message_is_not_stored_twice():
+    state = spark_application_state(spark_app("FAILED", "driver pod not found"))
+    assert (state.message, state.details) == ("driver pod not found", "")
