@@ -111,6 +111,7 @@ EVENT_STEP_SUCCEEDED = "StepSucceeded"
 EVENT_STEP_FAILED = "StepFailed"
 EVENT_STEP_RETRYING = "StepRetrying"
 EVENT_RAY_CLUSTER_CREATED = "RayClusterCreated"
+EVENT_RAY_CLUSTER_LOST = "RayClusterLost"  # deleted by someone else while the run needed it
 EVENT_RUN_STARTED = "RunStarted"
 EVENT_CHILDREN_DELETED = "ChildrenDeleted"
 EVENT_PIPELINE = {
@@ -127,6 +128,7 @@ CHILD_STATE_START_DEADLINE = "StartDeadlineExceeded"
 CHILD_STATE_ACTIVE_DEADLINE = "ActiveDeadlineExceeded"
 CHILD_STATE_PIPELINE_DEADLINE = "PipelineDeadlineExceeded"
 CHILD_STATE_CANCELLED = "Cancelled"  # deleted because a spec change cancelled its run
+CHILD_STATE_CLUSTER_LOST = "RayClusterLost"  # its shared RayCluster was deleted under it
 # Conditions and messages are bounded by metav1.Condition (32768); keep ours well below.
 MAX_MESSAGE = 4096
 # A child's error output can be kilobytes (spark-submit's stderr, a Ray entrypoint's log): the

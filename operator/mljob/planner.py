@@ -36,7 +36,7 @@ import copy
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -128,6 +128,8 @@ class _Context:
     observed: dict[ChildKey, Obj]
     now: datetime
     run: int = 1
+    # Events no status diff shows (the shared RayCluster lost and recreated under its name).
+    events: list[Event] = field(default_factory=list)
 
     @property
     def spec(self) -> Obj:
@@ -270,15 +272,18 @@ def _plan_run(ctx: _Context, old: Obj, base: Obj, actions: list[Action] | None =
     _note_resume(ctx, new, old)
     for entry in new["steps"]:
         _observe(ctx, entry, retry=True)
+    actions += _notice_lost_cluster(ctx, new)
     actions += _enforce_step_deadlines(ctx, new, retry=True)
     actions += _enforce_pipeline_deadline(ctx, new, base)
+    actions += _suspend_or_resume_cluster(ctx, new)
     if not ctx.suspended and not any(e["phase"] == c.FAILED for e in new["steps"]):
         actions += _start_runnable_steps(ctx, new)
     actions += _suspend_or_resume(ctx, new["steps"])
     new = _summarize(new, base, _verdict(new["steps"], ctx.suspended), ctx.now)
     actions += _track_shared_cluster(ctx, new)
     actions += _expire_ttl(ctx, new, actions)
-    return _finish(old, new, ctx.mljob, ctx.now, actions, _next_wakeup(ctx, new))
+    result = _finish(old, new, ctx.mljob, ctx.now, actions, _next_wakeup(ctx, new))
+    return replace(result, events=[*result.events, *ctx.events])
 
 
 def _step_entry(name: str, kind: str, previous: Obj | None) -> Obj:
@@ -566,14 +571,71 @@ def _track_shared_cluster(ctx: _Context, status: Obj) -> list[Action]:
     ended = status["phase"] in c.TERMINAL_PHASES
     ray_busy = any(e["kind"] == c.RAY_JOB_KIND and _has_live_child(e) for e in status["steps"])
     if cluster is None:
-        if ended and shared["state"] in ("Deleting", "Ready", "Provisioning"):
+        if ended and shared["state"] in ("Deleting", "Ready", "Provisioning", "Suspended"):
             shared["state"] = "Deleted"
         return []
     if ended and not ray_busy:
+        shared.pop("suspended", None)
+        shared.pop("message", None)
         shared["state"] = "Deleting"
         return [ctx.delete(c.RAY_CLUSTER_KIND, shared["name"])]
-    shared["state"] = states.ray_cluster_readiness(cluster).state
+    readiness = states.ray_cluster_readiness(cluster).state
+    shared["state"] = "Suspended" if shared.get("suspended") else readiness
     return []
+
+
+def _notice_lost_cluster(ctx: _Context, status: Obj) -> list[Action]:
+    """The shared RayCluster was deleted by someone else while the run still needs it: the Ray
+    steps running on it lose their attempt (retried while retries allow, like a deleted step
+    child), and the next Ray step creates it again under the same name."""
+    shared = status.get("rayCluster")
+    if (
+        not shared
+        or shared["state"] in ("Deleting", "Deleted", "Rejected")
+        or (c.RAY_CLUSTER_KIND, shared["name"]) in ctx.observed
+        or _ended(status["steps"])
+    ):
+        return []
+    lost = f"the shared RayCluster {shared['name']} was deleted (by someone else)"
+    del status["rayCluster"]
+    ctx.events.append(
+        Event("Warning", c.EVENT_RAY_CLUSTER_LOST, f"{lost}; the next Ray step creates it again")
+    )
+    actions: list[Action] = []
+    for entry in status["steps"]:
+        if entry["kind"] == c.RAY_JOB_KIND and _has_live_child(entry):
+            actions.append(ctx.delete(c.RAY_JOB_KIND, entry["child"]))
+            failure = _Failure(c.CHILD_STATE_CLUSTER_LOST, f"{lost} while {entry['child']} ran")
+            _attempt_failed(entry, ctx.step(entry), failure, ctx.now)
+    return actions
+
+
+def _suspend_or_resume_cluster(ctx: _Context, status: Obj) -> list[Action]:
+    """Suspend the shared RayCluster (its pods go, GPUs included) while the MLJob is suspended
+    and no Ray job runs on it; resume it with the MLJob, before the next Ray step starts.
+    KubeRay cannot suspend a RayJob on a shared cluster, so a running one keeps it up."""
+    shared = status.get("rayCluster")
+    if not shared or shared["state"] in ("Deleting", "Deleted", "Rejected"):
+        return []
+    running = [
+        e["name"]
+        for e in status["steps"]
+        if e["kind"] == c.RAY_JOB_KIND and e["phase"] == c.RUNNING
+    ]
+    shared.pop("message", None)
+    if ctx.suspended and running:
+        shared["message"] = (
+            f"kept running while suspended: step(s) {', '.join(running)} run a Ray job on it, "
+            "which KubeRay cannot suspend on a shared cluster; it is suspended once they end"
+        )
+    want = ctx.suspended and not running
+    if want == bool(shared.get("suspended")):
+        return []
+    if want:
+        shared["suspended"] = True
+    else:
+        shared.pop("suspended")
+    return [ctx.patch(c.RAY_CLUSTER_KIND, shared["name"], {"spec": {"suspend": want}})]
 
 
 # --- TTL -----------------------------------------------------------------------------------------

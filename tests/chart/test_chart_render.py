@@ -23,7 +23,8 @@ LABELS = (
 NAMESPACED_RULES = {
     ("mljob.io", "mljobs"): {"list", "watch"},
     ("mljob.io", "mljobs/status"): {"patch"},
-    # get: a create's 409 reads the child back; patch: spec.suspend only (suspend/resume)
+    # get: a create's 409 reads the child back; patch: spec.suspend only (suspend/resume, the
+    # shared RayCluster included)
     ("sparkoperator.k8s.io", "sparkapplications"): {
         "get",
         "list",
@@ -33,7 +34,7 @@ NAMESPACED_RULES = {
         "patch",
     },
     ("ray.io", "rayjobs"): {"get", "list", "watch", "create", "delete", "patch"},
-    ("ray.io", "rayclusters"): {"get", "list", "watch", "create", "delete"},
+    ("ray.io", "rayclusters"): {"get", "list", "watch", "create", "delete", "patch"},
     ("", "events"): {"create"},
 }
 CRD_RULES = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}

@@ -26,8 +26,12 @@ def deleted(result):
     return [a.name for a in result.actions if isinstance(a, Delete)]
 
 
-def patches(result):
-    return [(a.name, a.patch) for a in result.actions if isinstance(a, Patch)]
+def patches(result, kind=None):
+    return [
+        (a.name, a.patch)
+        for a in result.actions
+        if isinstance(a, Patch) and kind in (None, a.kind)
+    ]
 
 
 def started_world(steps=None, **spec) -> World:
@@ -259,7 +263,7 @@ def test_suspend_only_where_the_kind_allows_it_and_never_against_kueue(spec, ste
     world = started_world(steps, **spec)
     world.mljob["spec"]["suspend"] = True
     result = world.reconcile()
-    assert bool(patches(result)) is patched
+    assert bool([*patches(result, c.SPARK_KIND), *patches(result, c.RAY_JOB_KIND)]) is patched
     assert world.status["phase"] == c.SUSPENDED
 
 
@@ -423,3 +427,100 @@ def test_a_stuck_child_of_the_old_run_is_ended_by_its_start_deadline_while_waiti
     result = world.reconcile(seconds=200)
     assert deleted(result) == ["churn-prepare-r1"] and created(result) == ["churn-prepare-r2"]
     assert world.status["runs"][0]["phase"] == c.FAILED
+
+
+# --- the shared RayCluster: suspend releases it, a lost one is noticed ----------------------------
+SHARED = {"rayVersion": "2.49.0"}
+
+
+def shared_world() -> World:
+    """prepare (Spark) -> train (Ray) -> score (Ray) on one shared RayCluster, prepare running."""
+    steps = [
+        spark_step("prepare"),
+        {"name": "train", "ray": {"entrypoint": "x"}, "retries": 1},
+        {"name": "score", "ray": {"entrypoint": "y"}},
+    ]
+    return started_world(steps, rayCluster=SHARED)
+
+
+def test_suspend_between_ray_steps_suspends_the_shared_cluster_and_resume_resumes_it_first():
+    world = shared_world()
+    world.finish("prepare")
+    world.reconcile()  # creates the cluster and the train RayJob
+    world.finish("train")
+    world.reconcile()  # score's RayJob created on the cluster, not submitted yet (Pending)
+    world.edit(suspend=True)
+    result = world.reconcile()
+    assert patches(result) == [("churn-r1-ray", {"spec": {"suspend": True}})]
+    assert world.status["rayCluster"] == {
+        "name": "churn-r1-ray",
+        "state": "Suspended",
+        "suspended": True,
+    }
+    assert world.reconcile().actions == []  # patched once
+    world.edit(suspend=False)
+    result = world.reconcile()
+    assert patches(result) == [("churn-r1-ray", {"spec": {"suspend": False}})]
+    assert "suspended" not in world.status["rayCluster"]
+
+
+def test_resume_patches_the_cluster_before_the_next_ray_step_is_created():
+    world = shared_world()
+    world.finish("prepare")
+    world.reconcile()
+    world.finish("train")
+    world.edit(suspend=True)  # suspended between train and score: nothing runs on the cluster
+    assert patches(world.reconcile()) == [("churn-r1-ray", {"spec": {"suspend": True}})]
+    world.edit(suspend=False)
+    result = world.reconcile()
+    kinds = [(type(a).__name__, a.kind) for a in result.actions]
+    assert kinds == [("Patch", c.RAY_CLUSTER_KIND), ("Create", c.RAY_JOB_KIND)]
+
+
+def test_a_ray_job_running_on_the_shared_cluster_keeps_it_up_while_suspended_and_says_why():
+    world = shared_world()
+    world.finish("prepare")
+    world.reconcile()
+    train = world.step("train")["child"]
+    world.set_status(c.RAY_JOB_KIND, train, {"jobDeploymentStatus": "Running"})
+    world.edit(suspend=True)
+    result = world.reconcile()
+    assert patches(result) == []  # neither the RayJob (KubeRay refuses) nor its cluster
+    assert "kept running while suspended: step(s) train" in world.status["rayCluster"]["message"]
+    world.finish("train")
+    result = world.reconcile()  # the Ray job ended: now the cluster can go
+    assert patches(result) == [("churn-r1-ray", {"spec": {"suspend": True}})]
+    assert "message" not in world.status["rayCluster"]
+
+
+def test_a_shared_cluster_deleted_by_someone_else_fails_the_attempt_on_it_and_is_recreated():
+    world = shared_world()
+    world.finish("prepare")
+    world.reconcile()
+    train = world.step("train")["child"]
+    del world.children[(c.RAY_CLUSTER_KIND, "churn-r1-ray")]
+    result = world.reconcile()
+    assert deleted(result) == [train]  # it cannot run without its cluster
+    entry = world.step("train")
+    assert entry["phase"] == c.RETRYING and entry["childState"] == c.CHILD_STATE_CLUSTER_LOST
+    assert "the shared RayCluster churn-r1-ray was deleted" in entry["failures"][-1]["message"]
+    assert "rayCluster" not in world.status
+    lost = [e for e in result.events if e.reason == c.EVENT_RAY_CLUSTER_LOST]
+    assert len(lost) == 1 and lost[0].type == "Warning"
+    world.advance(3600)
+    result = world.reconcile()  # the retry creates the cluster again, ahead of its RayJob
+    assert created(result) == ["churn-r1-ray", "churn-train-r1-a2"]
+
+
+def test_a_shared_cluster_deleted_between_ray_steps_is_recreated_for_the_next_one():
+    world = shared_world()
+    world.finish("prepare")
+    world.reconcile()
+    world.finish("train")
+    world.edit(suspend=True)  # hold score back
+    world.reconcile()
+    del world.children[(c.RAY_CLUSTER_KIND, "churn-r1-ray")]
+    result = world.reconcile()
+    assert result.actions == [] and world.step("train")["phase"] == c.SUCCEEDED
+    world.edit(suspend=False)
+    assert created(world.reconcile()) == ["churn-r1-ray", "churn-score-r1"]

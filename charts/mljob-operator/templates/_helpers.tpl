@@ -83,11 +83,11 @@ the per-namespace Roles (watchNamespaces).
 - apiGroups: [ray.io]
   resources: [rayjobs]
   verbs: [get, list, watch, create, delete, patch]
-# Step children are patched only to follow spec.suspend (the one field they take without a
-# restart); the shared RayCluster never is.
+# Children, the shared RayCluster included, are patched only to follow spec.suspend (the one
+# field they take without a restart).
 - apiGroups: [ray.io]
   resources: [rayclusters]
-  verbs: [get, list, watch, create, delete]
+  verbs: [get, list, watch, create, delete, patch]
 # Events on MLJobs (kopf posts core/v1 Events).
 - apiGroups: [""]
   resources: [events]
