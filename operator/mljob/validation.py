@@ -6,7 +6,9 @@ and what they cannot: dependency cycles, child-name limits, and the rules the up
 controllers enforce beyond their own schemas (a RayJob that breaks them would sit in
 ValidationFailed; a SparkApplication with a denied sparkConf key would be refused by the Spark
 operator's webhook). Those last rules run on the children the builders would create, so a raw
-`template` cannot smuggle a rejected field past them.
+`template` cannot smuggle a rejected field past them; a child that passes them is then checked
+against the real upstream CRD schema (mljob.schemas), as the API server would check it when the
+operator creates it, so an unknown or ill-typed field is reported here, not mid-pipeline.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from mljob import builders
+from mljob import builders, schemas
 from mljob import constants as c
 
 Obj = dict[str, Any]
@@ -463,17 +465,55 @@ def ray_cluster_spec_errors(spec: Obj, path: str) -> Iterator[str]:
 
 
 def _check_generated_children(mljob: Obj) -> Iterator[str]:
+    """The upstream controllers' rules, then (for a child that passes them) the upstream CRD
+    schema: the API server would refuse an unknown or ill-typed field only after the pipeline
+    started (the children are created with strict field validation)."""
     spec = mljob["spec"]
     for i, step in enumerate(spec["steps"]):
         path = f"spec.steps[{i}]"
         child = builders.build_step_child(mljob, step, run=1, attempt=1)
-        if child["kind"] == c.SPARK_KIND:
-            yield from spark_application_errors(child, f"{path}.spark")
-        else:
-            yield from ray_job_errors(child, f"{path}.ray")
+        key = "spark" if child["kind"] == c.SPARK_KIND else "ray"
+        rules = spark_application_errors if key == "spark" else ray_job_errors
+        errors = list(rules(child, f"{path}.{key}"))
+        yield from errors or child_schema_errors(child, f"{path}.{key}", step[key].get("template"))
     if spec.get("rayCluster"):
         cluster = builders.build_ray_cluster(mljob, run=1)
-        yield from ray_cluster_spec_errors(cluster["spec"], "spec.rayCluster")
+        errors = list(ray_cluster_spec_errors(cluster["spec"], "spec.rayCluster"))
+        template = spec["rayCluster"].get("template")
+        yield from errors or child_schema_errors(cluster, "spec.rayCluster", template)
+
+
+def child_schema_errors(child: Obj, path: str, template: Any) -> Iterator[str]:
+    """A child's upstream schema errors as `<MLJob field>: <Kind> <child field>: <problem>`.
+
+    The MLJob field is `<path>.template` when the offending child field comes from the template
+    (the usual case), else `path`, the step or rayCluster whose curated fields built it."""
+    for error in schemas.child_errors(child):
+        inner = error.path[1:] if error.path[:1] == ("spec",) else ()
+        where = f"{path}.template" if _from_template(template, inner, error.keyword) else path
+        yield f"{where}: {child['kind']} {error}"
+
+
+def _from_template(template: Any, path: tuple[str | int, ...], keyword: str) -> bool:
+    """Whether the template wrote the field at `path` of the spec, or (for a missing required
+    field) the object that lacks it."""
+    if not template or not path:
+        return False
+    if keyword == "required" and len(path) > 1 and _in_template(template, path[:-1]):
+        return True
+    return _in_template(template, path)
+
+
+def _in_template(template: Any, path: tuple[str | int, ...]) -> bool:
+    """Whether a merge patch sets (or deletes, with null) the field at `path` of the spec."""
+    node = template
+    for part in path:
+        if isinstance(node, list):
+            return True  # a template list replaces the whole list
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 # --- small type helpers ---------------------------------------------------------------------------

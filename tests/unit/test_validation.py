@@ -1,6 +1,13 @@
 import pytest
 
-from mljob.testing.corpus import BAD_MANIFESTS, mljob, spark_step
+from mljob.testing.corpus import (
+    BAD_MANIFESTS,
+    mljob,
+    ray_step,
+    shared_cluster_mljob,
+    spark_step,
+    template_heavy_mljob,
+)
 from mljob.validation import dependencies, find_cycle, validate
 
 
@@ -16,6 +23,55 @@ def test_valid_dag_and_shared_cluster():
         spark_step("report", dependsOn=["train", "tune"]),
     ]
     assert validate(mljob(steps, rayCluster={"rayVersion": "2.49.0"})) == []
+
+
+def test_templates_that_set_many_upstream_fields_are_valid():
+    assert validate(template_heavy_mljob()) == []
+
+
+WORKER = {"groupName": "w", "minReplicas": 0, "maxReplicas": 1, "rayStartParams": {}}
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        (
+            {"headGroupSpec": {"bogusField": 1}},
+            "spec.rayCluster.template: RayCluster spec.headGroupSpec.bogusField: unknown field",
+        ),
+        (  # a list in a template replaces the whole list: its items are the template's
+            {
+                "workerGroupSpecs": [
+                    {**WORKER, "template": {"spec": {"containers": [{"name": "w", "tty": "y"}]}}}
+                ]
+            },
+            "spec.rayCluster.template: RayCluster spec.workerGroupSpecs[0].template.spec"
+            ".containers[0].tty: must be true or false, got str",
+        ),
+        (  # a required field missing in an object the template wrote
+            {"autoscalerOptions": {"securityContext": {"seccompProfile": {}}}},
+            "spec.rayCluster.template: RayCluster "
+            "spec.autoscalerOptions.securityContext.seccompProfile.type: required",
+        ),
+    ],
+)
+def test_schema_errors_name_the_mljob_field_they_come_from(template, expected):
+    assert validate(shared_cluster_mljob(template=template)) == [expected]
+
+
+def test_schema_errors_outside_a_template_name_the_step():
+    job = mljob([spark_step("prepare")])
+    job["spec"]["steps"][0]["spark"]["volumes"] = [{"name": "v", "emptyDir": {"sizeLimit": []}}]
+    assert validate(job) == [
+        "spec.steps[0].spark: SparkApplication spec.volumes[0].emptyDir.sizeLimit: "
+        "must be an integer or a string, got list"
+    ]
+
+
+def test_a_child_the_hand_written_rules_refuse_gets_no_second_message_from_the_schema():
+    step = ray_step("train")
+    step["ray"]["template"] = {"backoffLimit": "2"}  # also not an integer for the schema
+    assert validate(mljob([step])) == ["spec.steps[0].ray.backoffLimit: must be >= 0"]
 
 
 @pytest.mark.parametrize(

@@ -52,6 +52,74 @@ def _with(path: str, value: Any, base: dict | None = None) -> dict[str, Any]:
 
 _DELETE = object()
 
+
+def shared_cluster_mljob(**ray_cluster: Any) -> dict[str, Any]:
+    """A valid MLJob whose two Ray steps share one RayCluster (spec.rayCluster)."""
+    steps = [
+        spark_step("prepare"),
+        {"name": "train", "ray": {"entrypoint": "python /app/train.py"}},
+        {"name": "evaluate", "ray": {"entrypoint": "python /app/evaluate.py"}},
+    ]
+    return mljob(steps, rayCluster={"rayVersion": "2.49.0", **ray_cluster})
+
+
+def template_heavy_mljob() -> dict[str, Any]:
+    """A valid MLJob whose templates set many upstream fields of all three child kinds (pod
+    templates, int-or-string quantities, maps, enums, nested lists): the schema check must
+    accept it, and so must the real API server (tests/integration/test_render.py)."""
+    job = shared_cluster_mljob(
+        head={"cpu": "1"},
+        workers={"replicas": 2, "maxReplicas": 4},
+        template={
+            "enableInTreeAutoscaling": True,
+            "autoscalerOptions": {"upscalingMode": "Conservative", "idleTimeoutSeconds": 60},
+            "headGroupSpec": {
+                "serviceType": "ClusterIP",
+                "rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0"},
+                "template": {
+                    "metadata": {"annotations": {"example.com/owner": "team-a"}},
+                    "spec": {
+                        "nodeSelector": {"disk": "ssd"},
+                        "tolerations": [{"key": "gpu", "operator": "Exists"}],
+                        "containers": [
+                            {
+                                "name": "ray-head",
+                                "image": "registry.example.com/churn:1.4",
+                                "ports": [{"containerPort": 6379, "name": "gcs"}],
+                                "resources": {"limits": {"cpu": 2, "memory": "4Gi"}},
+                            }
+                        ],
+                    },
+                },
+            },
+        },
+    )
+    prepare, train, evaluate = job["spec"]["steps"]
+    prepare["spark"]["template"] = {
+        "timeToLiveSeconds": 3600,
+        "pythonVersion": "3",
+        "dynamicAllocation": {"enabled": False},
+        "driver": {
+            "labels": {"tier": "driver"},
+            "template": {"spec": {"nodeSelector": {"disk": "ssd"}}},  # preserve-unknown-fields
+        },
+        "executor": {"coreRequest": "500m", "memoryOverhead": "512m"},
+    }
+    train["ray"]["template"] = {
+        "entrypointNumCpus": 0.5,
+        "metadata": {"purpose": "training"},
+        "submitterConfig": {"backoffLimit": 1},
+        "submitterPodTemplate": {
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "submitter", "image": "rayproject/ray:2.49.0"}],
+            }
+        },
+    }
+    evaluate["ray"]["template"] = {"entrypointResources": '{"custom": 1}'}
+    return job
+
+
 # (id, manifest, fragment expected in one of the messages)
 BAD_MANIFESTS: list[tuple[str, Any, str]] = [
     ("not-a-mapping", ["x"], "(root)"),
@@ -269,4 +337,102 @@ BAD_MANIFESTS: list[tuple[str, Any, str]] = [
         _with("spec.steps.1.ray", {"entrypoint": "x" * (1 << 20)}),
         "rayVersion: required",
     ),
+    # --- children the upstream CRD schemas refuse (issue 15): caught before anything is created
+    (
+        "shared-cluster-template-unknown-field",
+        shared_cluster_mljob(template={"headGroupSpec": {"bogusField": 1}}),
+        "spec.rayCluster.template: RayCluster spec.headGroupSpec.bogusField: unknown field",
+    ),
+    (
+        "shared-cluster-template-nested-spec",
+        shared_cluster_mljob(template={"spec": {"headGroupSpec": {"bogusField": 1}}}),
+        "spec.rayCluster.template: RayCluster spec.spec: unknown field",
+    ),
+    (
+        "ray-template-unknown-field",
+        _with(
+            "spec.steps.1.ray.template",
+            {"rayClusterSpec": {"headGroupSpec": {"bogusField": 1}}},
+        ),
+        "spec.steps[1].ray.template: RayJob spec.rayClusterSpec.headGroupSpec.bogusField: "
+        "unknown field",
+    ),
+    (
+        "ray-template-wrong-type",
+        _with("spec.steps.1.ray.template", {"shutdownAfterJobFinishes": "yes"}),
+        "spec.steps[1].ray.template: RayJob spec.shutdownAfterJobFinishes: must be true or false",
+    ),
+    (
+        "ray-template-enum",
+        _with(
+            "spec.steps.1.ray.template",
+            {"rayClusterSpec": {"autoscalerOptions": {"upscalingMode": "Fast"}}},
+        ),
+        "autoscalerOptions.upscalingMode: must be one of Default, Aggressive, Conservative",
+    ),
+    (
+        "ray-template-start-param-number",
+        _with(
+            "spec.steps.1.ray.template",
+            {"rayClusterSpec": {"headGroupSpec": {"rayStartParams": {"num-cpus": 2}}}},
+        ),
+        "RayJob spec.rayClusterSpec.headGroupSpec.rayStartParams.num-cpus: must be a string",
+    ),
+    (
+        "spark-template-unknown-field",
+        _with("spec.steps.0.spark.template", {"driver": {"memoryy": "8g"}}),
+        "spec.steps[0].spark.template: SparkApplication spec.driver.memoryy: unknown field",
+    ),
+    (
+        "spark-template-wrong-type",
+        _with("spec.steps.0.spark.template", {"timeToLiveSeconds": "1h"}),
+        "SparkApplication spec.timeToLiveSeconds: must be an integer, got str",
+    ),
+    (
+        "spark-template-enum",
+        _with("spec.steps.0.spark.template", {"mode": "local"}),
+        "SparkApplication spec.mode: must be one of cluster, client, got 'local'",
+    ),
+    (
+        "spark-volume-unknown-field",
+        _with("spec.steps.0.spark.volumes", [{"name": "data", "hostPth": {"path": "/d"}}]),
+        "spec.steps[0].spark: SparkApplication spec.volumes[0].hostPth: unknown field",
+    ),
+]
+
+
+# --- bad files (issue 15) ----------------------------------------------------------------------
+# What a command that reads an MLJob file may be handed instead of one MLJob: (id, the file's
+# bytes, fragment its one-line error must contain; the message always starts with the path).
+# Paths that are not readable files (missing, a directory, a FIFO, no permission) are in the tests.
+_FILE_HEAD = b"apiVersion: mljob.io/v1alpha1\nkind: MLJob\n"
+GOOD_FILE = _FILE_HEAD + b"metadata: {name: churn}\nspec: {steps: []}\n"
+_LAUGHS = b"".join(
+    b"l%d: &l%d [%s]\n" % (i, i, b",".join([b"*l%d" % (i - 1)] * 10)) for i in range(1, 8)
+)
+BAD_FILES: list[tuple[str, bytes, str]] = [
+    ("empty", b"", ": empty file; expected one MLJob"),
+    ("only-comments", b"# churn\n\n---\n", "no YAML document (only blank lines or comments)"),
+    ("latin-1", _FILE_HEAD + b"metadata: {name: caf\xe9}\n", ":3:21: not UTF-8 text (byte 0xe9)"),
+    ("gzip", b"\x1f\x8b\x08\x00\x00\x00", ":1:2: not UTF-8 text (byte 0x8b)"),
+    ("utf-16", "kind: MLJob\n".encode("utf-16"), "UTF-16 text (byte-order mark); save it as UTF-8"),
+    ("huge", GOOD_FILE + b"#" * (2 << 20), "larger than 1.5 MiB, the most etcd stores"),
+    ("unclosed", _FILE_HEAD + b"metadata: {name: churn\n", ":4:1: not valid YAML: expected ','"),
+    ("tab-indent", _FILE_HEAD + b"spec:\n\tsteps: []\n", ":4:1: not valid YAML: found character"),
+    ("nul-byte", b"kind: ML\x00Job\n", ":1:9: not valid YAML: character #x0000 not allowed"),
+    ("python-tag", b"!!python/object/apply:os.system [id]\n", ":1:1: not valid YAML: could not"),
+    ("two-documents", GOOD_FILE + b"---\n" + GOOD_FILE, ": 2 YAML documents; expected exactly one"),
+    ("list", b"- kind: MLJob\n", "the document is a list, not a mapping; expected an MLJob"),
+    ("string", b"churn\n", "the document is a string, not a mapping"),
+    (
+        "config-map",
+        b"apiVersion: v1\nkind: ConfigMap\n",
+        "apiVersion is 'v1', expected mljob.io/v1alpha1; kind is 'ConfigMap', expected MLJob",
+    ),
+    ("no-kind", b"apiVersion: mljob.io/v1alpha1\nmetadata: {}\n", "no kind, expected kind: MLJob"),
+    ("old-version", b"apiVersion: mljob.io/v1\nkind: MLJob\n", "apiVersion is 'mljob.io/v1'"),
+    ("too-deep", _FILE_HEAD + b"spec: " + b"[" * 150 + b"]" * 150, "nested more than 100 levels"),
+    ("deeper-than-python", b"[" * 100_000, "nested more than 100 levels"),
+    ("alias-cycle", _FILE_HEAD + b"spec: &s {steps: *s}\n", "a YAML alias refers to itself"),
+    ("billion-laughs", _FILE_HEAD + b"l0: &l0 [x]\n" + _LAUGHS, "aliases expand to more than"),
 ]
