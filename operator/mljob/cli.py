@@ -33,20 +33,13 @@ class UserError(Exception):
 
 
 def load_manifest(path: str) -> Obj:
+    """The MLJob in the file (every command reads files through mljob.manifests)."""
+    from mljob.manifests import ManifestError, read_mljob
+
     try:
-        text = Path(path).read_text()
-    except OSError as e:
-        raise UserError(f"cannot read {path}: {e.strerror}") from e
-    try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as e:
-        raise UserError(f"{path} is not valid YAML: {' '.join(str(e).split())}") from e
-    mljobs = [d for d in documents if isinstance(d, dict) and d.get("kind") == c.KIND]
-    if len(mljobs) != 1:
-        raise UserError(
-            f"{path} must hold exactly one document of kind {c.KIND}, found {len(mljobs)}"
-        )
-    return mljobs[0]
+        return read_mljob(path)
+    except ManifestError as e:
+        raise UserError(str(e)) from e
 
 
 def validation_errors(mljob: Obj) -> list[str]:
@@ -150,11 +143,33 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_webhook_certificate(cert: str, key: str) -> None:
+    """Load the webhook's certificate and key now: kopf would only fail later, in its logs,
+    with a traceback, while the pod looks alive."""
+    import ssl
+
+    from mljob.manifests import display_path
+
+    for path in (cert, key):
+        if not os.path.isfile(path):
+            what = "is not a file" if os.path.exists(path) else "no such file"
+            raise UserError(f"{display_path(path)}: {what} (webhook certificate or key)")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except OSError as e:  # ssl.SSLError is an OSError too
+        reason = e.strerror or getattr(e, "reason", None) or str(e)
+        raise UserError(
+            f"{display_path(cert)}, {display_path(key)}: not a usable webhook certificate and "
+            f"key (PEM, matching): {reason}"
+        ) from e
+
+
 def cmd_operator(args: argparse.Namespace) -> int:
     from mljob.serve import ServeOptions, WebhookOptions, serve
 
     webhook = None
     if args.webhook_port:
+        check_webhook_certificate(args.webhook_cert, args.webhook_key)
         webhook = WebhookOptions(args.webhook_port, args.webhook_cert, args.webhook_key)
 
     serve(
@@ -172,10 +187,28 @@ def cmd_operator(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_dev_cluster(args: argparse.Namespace) -> int:
-    from mljob.testing import controlplane
+DEV_CLUSTER_INSTALL = "pip install 'mljob-operator[dev-cluster]'"
 
-    return controlplane.main(args.rest) or 0
+
+def cmd_dev_cluster(args: argparse.Namespace) -> int:
+    """Start the test control plane for people. Its certificates need `cryptography`, which
+    only the `dev-cluster` extra installs; its binaries need Go (or KUBEBUILDER_ASSETS)."""
+    try:
+        from mljob.testing import controlplane
+        from mljob.testing.binaries import BinaryError
+    except ImportError as e:
+        if (e.name or "mljob").partition(".")[0] == "mljob":
+            raise  # our own package is broken: that is a bug, not a missing extra
+        raise UserError(
+            f"`mljob dev-cluster` needs the dev-cluster extra ({e.name} is not installed): "
+            f"{DEV_CLUSTER_INSTALL}"
+        ) from e
+    try:
+        return controlplane.main(["--workdir", args.workdir] if args.workdir else []) or 0
+    except BinaryError as e:
+        raise UserError(str(e)) from e
+    except OSError as e:  # e.g. --workdir is a file
+        raise UserError(f"dev-cluster: {e}") from e
 
 
 # --- parser ----------------------------------------------------------------------------------
@@ -296,9 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
         "dev-cluster",
         cmd_dev_cluster,
         "start a local kube-apiserver + etcd with the CRDs (for development)",
-        "mljob dev-cluster --help",
+        "mljob dev-cluster --workdir /tmp/dev-cluster",
     )
-    dev.add_argument("rest", nargs=argparse.REMAINDER)
+    # Declared here, not passed through: argparse.REMAINDER after a subcommand drops options.
+    dev.add_argument(
+        "--workdir", help="keep state and kubeconfig here (default: a temp dir, removed at exit)"
+    )
     return parser
 
 

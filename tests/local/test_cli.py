@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import argparse
+import ctypes
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from mljob import builders
-from mljob.cli import main
-from mljob.testing.corpus import BAD_MANIFESTS
+from mljob.cli import build_parser, main
+from mljob.manifests import ManifestError, read_mljob
+from mljob.testing.corpus import BAD_FILES, BAD_MANIFESTS, GOOD_FILE
 from mljob.validation import validate
 
 from .conftest import EXAMPLE
 
 MANIFEST = str(EXAMPLE / "mljob.yaml")
+MLJOB = str(Path(sys.executable).parent / "mljob")  # the console script pip installed
 
 
 def write(tmp_path: Path, mljob: dict) -> str:
@@ -39,26 +47,6 @@ def test_validate_prints_the_operators_messages(
     printed = capsys.readouterr().err.splitlines()
     assert printed == [f"{path}: {error}" for error in validate(mljob)]
     assert len(printed) >= 2
-
-
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        (None, "cannot read"),
-        ("a: [unclosed", "not valid YAML"),
-        ("kind: ConfigMap\n", "exactly one document of kind MLJob"),
-    ],
-)
-def test_user_errors_are_one_line_without_traceback(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None, message: str
-) -> None:
-    path = tmp_path / "m.yaml"
-    if content is not None:
-        path.write_text(content)
-    assert main(["validate", str(path)]) == 2
-    err = capsys.readouterr().err
-    assert message in err
-    assert err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_render_prints_the_builders_objects(capsys: pytest.CaptureFixture[str]) -> None:
@@ -117,3 +105,197 @@ def test_validate_gives_the_operators_messages_for_the_whole_corpus(
     assert main(["validate", path]) == 1, case
     printed = capsys.readouterr().err.splitlines()
     assert printed == [f"{path}: {error}" for error in validate(manifest)]
+
+
+# --- bad files (issue 15): every message through the one reader, the wiring for a few ---------
+def _bad_path(tmp_path: Path, kind: str) -> Path:
+    """A path that is not a readable file: missing, a directory, under a file, a FIFO."""
+    path = tmp_path / f"{kind}.yaml"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "under-a-file":
+        (tmp_path / "file").write_bytes(GOOD_FILE)
+        path = tmp_path / "file" / "mljob.yaml"
+    elif kind == "fifo":
+        os.mkfifo(path)  # nobody writes: reading must not hang
+    return path
+
+
+BAD_PATHS = [
+    ("missing", ": no such file"),
+    ("directory", ": is a directory; expected an MLJob manifest file"),
+    ("under-a-file", ": cannot open: not a directory"),
+    ("fifo", ": nothing to read (a pipe with no writer)"),
+]
+
+
+@pytest.mark.parametrize(("case", "content", "fragment"), BAD_FILES, ids=[c for c, *_ in BAD_FILES])
+def test_the_reader_says_what_is_wrong_with_each_bad_file(
+    tmp_path: Path, case: str, content: bytes, fragment: str
+) -> None:
+    path = tmp_path / f"{case}.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ManifestError) as raised:
+        read_mljob(path)
+    message = str(raised.value)
+    assert message.startswith(str(path)) and fragment in message, message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(("kind", "fragment"), BAD_PATHS, ids=[k for k, _ in BAD_PATHS])
+def test_the_reader_says_why_a_path_is_not_a_readable_file(
+    tmp_path: Path, kind: str, fragment: str
+) -> None:
+    path = _bad_path(tmp_path, kind)
+    with pytest.raises(ManifestError, match=f"^{re.escape(str(path) + fragment)}"):
+        read_mljob(path)
+
+
+def test_the_reader_accepts_what_kubectl_accepts(tmp_path: Path) -> None:
+    """The refusals above are not refusing everything: a byte-order mark, CRLF line ends,
+    comments and empty documents around the one MLJob are fine."""
+    path = tmp_path / "mljob.yaml"
+    text = b"\xef\xbb\xbf# churn\r\n---\r\n" + GOOD_FILE.replace(b"\n", b"\r\n") + b"---\n"
+    path.write_bytes(text)
+    assert read_mljob(path) == yaml.safe_load(GOOD_FILE)
+
+
+def test_the_reader_reads_a_pipe_that_has_a_writer(tmp_path: Path) -> None:
+    """`mljob validate <(generate)` works: only a pipe nobody writes to is refused."""
+    read_end, write_end = os.pipe()
+    os.write(write_end, GOOD_FILE)
+    os.close(write_end)
+    try:
+        assert read_mljob(f"/dev/fd/{read_end}")["kind"] == "MLJob"
+    finally:
+        os.close(read_end)
+
+
+def _file_commands() -> list[str]:
+    """Every `mljob` subcommand with a FILE argument, from the parser itself (a new one is
+    covered without editing this test)."""
+    subparsers = next(
+        a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    )
+    return sorted(
+        name
+        for name, parser in subparsers.choices.items()
+        if any(action.dest == "file" for action in parser._actions)
+    )
+
+
+def test_the_commands_that_read_files_are_known() -> None:
+    assert {"run", "validate", "render"} <= set(_file_commands())
+
+
+@pytest.mark.parametrize("command", _file_commands())
+def test_every_file_command_answers_a_bad_file_in_one_line(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+) -> None:
+    """The wiring: each command reads through the one reader and exits 2 with its message
+    (a few files of each sort; the reader tests above check every message)."""
+    files = {name: content for name, content, _ in BAD_FILES}
+    cases = [
+        (tmp_path / "latin-1.yaml", files["latin-1"], "not UTF-8"),
+        (tmp_path / "two.yaml", files["two-documents"], "2 YAML documents"),
+        (tmp_path / "deep.yaml", files["too-deep"], "nested more than"),
+        (_bad_path(tmp_path, "directory"), None, "is a directory"),
+        (_bad_path(tmp_path, "missing"), None, "no such file"),
+    ]
+    monkeypatch.chdir(tmp_path)  # `run` would create ./mljob-runs had it started
+    for path, content, fragment in cases:
+        if content is not None:
+            path.write_bytes(content)
+        assert main([command, str(path)]) == 2, path
+        out, err = capsys.readouterr()
+        assert err.startswith(f"mljob: error: {path}") and fragment in err, err
+        assert err.count("\n") == 1 and not out
+    assert not (tmp_path / "mljob-runs").exists()
+
+
+def test_the_installed_command_prints_no_traceback(tmp_path: Path) -> None:
+    """The original defect, through the console script: non-UTF-8 bytes used to end in
+    UnicodeDecodeError's traceback."""
+    path = tmp_path / "latin-1.yaml"
+    path.write_bytes(GOOD_FILE + b"# caf\xe9\n")
+    for command in _file_commands():
+        result = subprocess.run(
+            [MLJOB, command, str(path)], capture_output=True, text=True, check=False
+        )
+        assert (result.returncode, result.stdout) == (2, ""), (command, result)
+        assert result.stderr == f"mljob: error: {path}:5:6: not UTF-8 text (byte 0xe9); " + (
+            "is it a binary file or another encoding?\n"
+        ), command
+
+
+def _without_root_file_access() -> None:
+    """In the child before exec: drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from the
+    capability bounding set, so root's exec'd program obeys file permissions."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_capbset_drop, cap_dac_override, cap_dac_read_search = 24, 1, 2
+    for capability in (cap_dac_override, cap_dac_read_search):
+        if libc.prctl(pr_capbset_drop, capability, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_an_unreadable_file_is_one_line(tmp_path: Path) -> None:
+    """No permission to read. chmod 000 stops nothing for root, so as root the command runs
+    without the capabilities that let root read any file."""
+    path = tmp_path / "secret.yaml"
+    path.write_bytes(GOOD_FILE)
+    path.chmod(0)
+    as_root = os.geteuid() == 0
+    try:
+        result = subprocess.run(
+            [MLJOB, "validate", str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+            preexec_fn=_without_root_file_access if as_root else None,
+        )
+    except subprocess.SubprocessError as error:
+        pytest.fail(f"as root, cannot drop CAP_DAC_OVERRIDE to make a file unreadable: {error}")
+    assert (result.returncode, result.stdout) == (2, ""), result
+    assert result.stderr == f"mljob: error: {path}: cannot open: permission denied\n"
+
+
+def test_the_operator_checks_its_webhook_certificate_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`mljob operator` takes files too: a missing or broken certificate is one line at start,
+    not a kopf traceback later."""
+    import mljob.serve
+
+    def must_not_start(*_: object) -> None:
+        raise AssertionError("the operator started with a bad webhook certificate")
+
+    monkeypatch.setattr(mljob.serve, "serve", must_not_start)
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    args = ["operator", "--webhook-port=9443", f"--webhook-cert={cert}", f"--webhook-key={key}"]
+    assert main(args) == 2
+    assert (
+        capsys.readouterr().err
+        == f"mljob: error: {cert}: no such file (webhook certificate or key)\n"
+    )
+    cert.write_bytes(b"\xff not PEM")
+    key.write_bytes(b"")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "not a usable webhook certificate and key" in err and err.count("\n") == 1
+
+
+def test_dev_cluster_takes_its_options_and_reports_a_bad_workdir_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--workdir reaches the control plane (it used to be dropped by argparse.REMAINDER), and
+    a workdir that is a file is one line, before anything starts."""
+    workdir = tmp_path / "a-file"
+    workdir.write_text("")
+    assert main(["dev-cluster", "--workdir", str(workdir)]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"mljob: error: dev-cluster: [Errno 17] File exists: '{workdir}'\n"
+    )
