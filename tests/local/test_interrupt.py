@@ -3,7 +3,6 @@ summary says what was stopped and skipped and where the outputs are."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,34 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import small_example
+from .conftest import alive, descendants, small_example
 
 pytestmark = pytest.mark.needs_java
-
-
-def descendants(pid: int) -> set[int]:
-    """Every live process below `pid` (from /proc), e.g. a Spark JVM or Ray's raylet."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_ctrl_c_stops_every_process_and_says_what_was_left(tmp_path: Path) -> None:

@@ -30,9 +30,23 @@ Obj = dict[str, Any]
 CONTAINER_APP_ROOT = "/app"
 LOCAL_SCHEME = "local://"
 PYTHON_NAMES = frozenset({"python", "python3"})
-# The run's Ray instance lives only as long as the run; Ray >= 2.5x turns on token auth for
-# `ray start` by default, which drivers started by us could not find.
-RAY_LOCAL_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+LOOPBACK = "127.0.0.1"
+# Ray listens on the machine's address unless its node IP is exactly 127.0.0.1, and `ray start`
+# turns --node-ip-address=127.0.0.1 into the machine's address unless it believes multi-node
+# clusters are off (the Windows/macOS default, which this variable sets on Linux too). Token auth
+# (Ray >= 2.52) guards whatever still answers: Ray reads RAY_AUTH_TOKEN before
+# RAY_AUTH_TOKEN_PATH, so an inherited RAY_AUTH_TOKEN (e.g. for a remote cluster) is dropped.
+RAY_LOCAL_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_AUTH_MODE": "token",
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
+RAY_TOKEN_ENV, RAY_TOKEN_PATH_ENV = "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"
+RAY_TOKEN_AUTH_SINCE = (2, 52)
+# The Spark driver (RPC, block manager, UI when enabled) listens on SPARK_LOCAL_IP / bindAddress;
+# otherwise on the address the hostname resolves to, or the first non-loopback interface.
+SPARK_LOCAL_ENV = {"SPARK_LOCAL_IP": LOOPBACK}
+SPARK_LOOPBACK_CONF = {"spark.driver.bindAddress": LOOPBACK, "spark.driver.host": LOOPBACK}
 LOG_DIR_NAME = "_logs"  # leading underscore: Spark and Ray Data readers skip it
 SPARK_ENGINE = "spark"
 RAY_ENGINE = "ray"
@@ -121,9 +135,17 @@ def step_env(mljob: Obj, step: Obj, layout: RunLayout) -> dict[str, str]:
     return env
 
 
+def ray_process_env(base: Mapping[str, str], token_file: Path) -> dict[str, str]:
+    """`base` (os.environ, a step's env) set to reach only the run's Ray instance: loopback, and
+    the run's token, read from `token_file`. For the head and every driver."""
+    env = {k: v for k, v in base.items() if k != RAY_TOKEN_ENV}
+    return {**env, **RAY_LOCAL_ENV, RAY_TOKEN_PATH_ENV: str(token_file)}
+
+
 def ray_driver_env(step_environment: Mapping[str, str], ray_address: str) -> dict[str, str]:
     """Env for a Ray entrypoint: its variables, the address of the run's Ray instance, and the
-    job config Ray's job supervisor would inject, so tasks and actors get the same env_vars."""
+    job config Ray's job supervisor would inject, so tasks and actors get the same env_vars.
+    The token comes on top: ray_process_env."""
     job_config = {"runtime_env": {"env_vars": dict(step_environment)}}
     return {
         **step_environment,
@@ -133,7 +155,41 @@ def ray_driver_env(step_environment: Mapping[str, str], ray_address: str) -> dic
     }
 
 
+def ray_token_auth_supported(ray_version: str) -> bool:
+    """Whether this Ray knows RAY_AUTH_MODE=token (older ones ignore it: loopback only)."""
+    numbers = re.findall(r"\d+", ray_version)[:2]
+    return tuple(int(n) for n in numbers) >= RAY_TOKEN_AUTH_SINCE
+
+
 # --- commands ---------------------------------------------------------------------------------
+# `ray start --head` also starts the Ray client server (fixed port 10001) whenever grpcio is
+# importable, and its --ray-client-server-port has no "off". Steps are drivers on this machine
+# and never use it, so the head runs `ray start` with Ray told the client is not installed.
+RAY_START_WITHOUT_CLIENT_SERVER = (
+    "import sys\n"
+    "from ray.scripts import scripts\n"
+    "scripts.get_ray_client_dependency_error = lambda: ImportError('unused by mljob run --local')\n"
+    "sys.exit(scripts.main())\n"
+)
+
+
+def ray_head_command(python: str, port: int, cpus: int, temp_dir: Path) -> list[str]:
+    """`ray start --head` (without --block: add it to keep it in the foreground)."""
+    return [
+        python,
+        "-c",
+        RAY_START_WITHOUT_CLIENT_SERVER,
+        "start",
+        "--head",
+        f"--port={port}",
+        f"--node-ip-address={LOOPBACK}",
+        f"--num-cpus={cpus}",
+        f"--temp-dir={temp_dir}",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+    ]
+
+
 def ray_command(entrypoint: str, app_dir: Path, python: str) -> list[str]:
     tokens = shlex.split(entrypoint)
     return [python if t in PYTHON_NAMES else to_local_path(t, app_dir) for t in tokens]
@@ -170,6 +226,7 @@ def spark_command(
         "spark.ui.enabled": "false",
         "spark.sql.warehouse.dir": str(layout.data_dir / "_spark-warehouse"),
         **{k: str(v) for k, v in (spark.get("sparkConf") or {}).items()},
+        **SPARK_LOOPBACK_CONF,  # after sparkConf: a cluster's driver host means nothing here
     }
     for cluster_only in ("spark.master", "spark.submit.deployMode"):
         conf.pop(cluster_only, None)

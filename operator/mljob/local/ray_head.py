@@ -1,16 +1,20 @@
-"""The run's one local Ray instance (`ray start --head --block` in its own process group)."""
+"""The run's one local Ray instance (`ray start --head --block` in its own process group),
+listening on 127.0.0.1 only and requiring a token made for the run (see plan.RAY_LOCAL_ENV)."""
 
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
 import socket
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
+from mljob.local import plan
 from mljob.local.errors import LocalRunError
-from mljob.local.plan import RAY_LOCAL_ENV
 from mljob.local.processes import GroupProcess, log_tail
 
 READY_MARKER = "Ray runtime started"
@@ -19,34 +23,32 @@ READY_MARKER = "Ray runtime started"
 # time out: our grace period, then SIGKILL, ~12 s at the end of every run. Nothing to drain here.
 HEAD_ENV = {"RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
 START_TIMEOUT_SECONDS = 180.0
+TOKEN_FILE_NAME = "auth_token"
+RAY_TEMP_DIR_NAME = "r"
 
 
 class LocalRay:
     def __init__(self, log_file: Path, cpus: int) -> None:
         self.log_file = log_file
-        # Ray puts Unix sockets in its temp dir: keep the path short (108-byte limit).
-        self.temp_dir = Path(tempfile.mkdtemp(prefix="mljob-ray-"))
-        self.address = f"127.0.0.1:{_free_port()}"
-        ray_cli = Path(sys.executable).with_name("ray")
-        command = [
-            str(ray_cli),
-            "start",
-            "--head",
-            "--block",
-            f"--port={self.address.rsplit(':', 1)[1]}",
-            "--node-ip-address=127.0.0.1",
-            f"--num-cpus={cpus}",
-            f"--temp-dir={self.temp_dir}",
-            "--include-dashboard=false",
-            "--disable-usage-stats",
-        ]
-        env = {**os.environ, **RAY_LOCAL_ENV, **HEAD_ENV}
+        # Ray makes its temp folder world-writable (0777) and keeps its Unix sockets there; the
+        # parent from mkdtemp is 0700, so only we reach either. Short path: 108-byte socket limit.
+        self.run_dir = Path(tempfile.mkdtemp(prefix="mljob-ray-"))
+        self.temp_dir = self.run_dir / RAY_TEMP_DIR_NAME
+        self.token_file = write_token(self.run_dir / TOKEN_FILE_NAME)
+        self.address = f"{plan.LOOPBACK}:{_free_port()}"
+        port = int(self.address.rsplit(":", 1)[1])
+        command = [*plan.ray_head_command(sys.executable, port, cpus, self.temp_dir), "--block"]
+        env = {**self.process_env(os.environ), **HEAD_ENV}
         self._process = GroupProcess(command, env, Path.cwd(), log_file)
         try:
             self._wait_ready()
         except BaseException:  # Ctrl-C while starting included: leave nothing behind
             self.stop()
             raise
+
+    def process_env(self, base: Mapping[str, str]) -> dict[str, str]:
+        """`base` with what it takes to use this instance (loopback settings, the token)."""
+        return plan.ray_process_env(base, self.token_file)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
@@ -60,11 +62,23 @@ class LocalRay:
         raise LocalRunError(f"the local Ray instance did not start (log {self.log_file}):\n{tail}")
 
     def stop(self) -> bool:
-        """Stop the whole Ray instance; True when it ended on SIGTERM (no SIGKILL needed)."""
-        return self._process.stop()
+        """Stop the whole Ray instance and remove its folder (session files, the token); True
+        when it ended on SIGTERM (no SIGKILL needed)."""
+        try:
+            return self._process.stop()
+        finally:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def write_token(path: Path) -> Path:
+    """A new random token in a file only this user can read (created 0600, never wider)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32))  # 256 bits, as `ray get-auth-token --generate`
+    return path
 
 
 def _free_port() -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((plan.LOOPBACK, 0))
         return s.getsockname()[1]

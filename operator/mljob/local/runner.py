@@ -3,6 +3,7 @@ their dependencies succeed, up to `max_parallel` at once, and report."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
 import shutil
@@ -148,18 +149,25 @@ class PipelineRun:
             command = plan.ray_command(
                 step["ray"]["entrypoint"], self.layout.app_dir, sys.executable
             )
-            env = {**os.environ, **plan.ray_driver_env(env, self._ray_address())}
+            ray = self._local_ray()
+            env = ray.process_env({**os.environ, **plan.ray_driver_env(env, ray.address)})
         log_file = self.layout.log_file(name)
         log_file.parent.mkdir(parents=True, exist_ok=True)
         log_file.write_text(f"$ {' '.join(command)}\n")
         self.processes[name] = GroupProcess(command, env, self.layout.app_dir, log_file)
         state.status, state.started = RUNNING, time.monotonic()
 
-    def _ray_address(self) -> str:
+    def _local_ray(self) -> LocalRay:
         if self.ray is None:
             self.view.message("Starting the local Ray instance ...")
+            version = ray_version()
+            if not plan.ray_token_auth_supported(version):
+                self.view.message(
+                    f"Ray {version} has no token authentication (Ray 2.52+): the local Ray "
+                    "instance is protected only by listening on 127.0.0.1."
+                )
             self.ray = LocalRay(self.layout.log_dir / "ray-head.log", self.machine.cpus)
-        return self.ray.address
+        return self.ray
 
     def _collect_finished(self) -> bool:
         failed = False
@@ -224,9 +232,15 @@ def spark_submit() -> str:
     return str(spark_home() / "bin" / "spark-submit")
 
 
+def ray_version() -> str:
+    return importlib.metadata.version("ray")
+
+
 def spark_process_env() -> dict[str, str]:
-    """The pip-installed PySpark is the Spark distribution; its Python is this one."""
+    """The pip-installed PySpark is the Spark distribution; its Python is this one. Spark
+    listens on loopback only."""
     env = {
+        **plan.SPARK_LOCAL_ENV,
         "SPARK_HOME": str(spark_home()),
         "PYSPARK_PYTHON": sys.executable,
         "PYSPARK_DRIVER_PYTHON": sys.executable,
