@@ -1,0 +1,142 @@
+"""The shared RayCluster on the real control plane: a refused create, suspend, and a cluster
+deleted by someone else mid-run. The tests play KubeRay by patching status."""
+
+from __future__ import annotations
+
+import pytest
+from kubernetes import client
+
+from .k8s import MLJOB, RAYCLUSTER, RAYJOB, create, get, wait_for
+from .test_lifecycle import patch_spec, step_status
+from .test_pipeline import (
+    children,
+    finish_rayjob,
+    mljob,
+    mljob_events,
+    ray,
+    wait_child,
+    wait_phase,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("operator_process")]
+
+SHARED = {"rayVersion": "2.49.0"}
+
+
+def shared_ray(name: str, **extra: object) -> dict:
+    step = ray(name, **extra)
+    del step["ray"]["rayVersion"]  # the shared cluster's version applies
+    return step
+
+
+def cluster_suspend(api_client, namespace: str, name: str) -> bool | None:
+    return get(api_client, RAYCLUSTER, namespace, name)["spec"].get("suspend")
+
+
+def test_a_refused_shared_cluster_sends_no_ray_job(api_client, namespace):
+    # A quota of zero RayClusters: the API server refuses the create (403), as any admission
+    # policy might. The parallel Ray steps planned with it must not be created after it.
+    quota = client.V1ResourceQuota(
+        metadata=client.V1ObjectMeta(name="no-clusters"),
+        spec=client.V1ResourceQuotaSpec(hard={"count/rayclusters.ray.io": "0"}),
+    )
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_resource_quota(namespace, quota)
+    # No quota controller runs here: write the usage it would compute, so admission enforces it.
+    usage = {"hard": {"count/rayclusters.ray.io": "0"}, "used": {"count/rayclusters.ray.io": "0"}}
+    core.patch_namespaced_resource_quota_status("no-clusters", namespace, {"status": usage})
+    steps = [shared_ray("a"), shared_ray("b", dependsOn=[])]
+    create(api_client, MLJOB, namespace, mljob("q", *steps, rayCluster=SHARED))
+    failed = wait_phase(api_client, namespace, "q", "Failed")
+    status = failed["status"]
+    assert status["rayCluster"]["state"] == "Rejected"
+    for entry in status["steps"]:
+        assert entry["childState"] == "CreateRejected", entry
+        assert entry["message"].startswith("the API server rejected RayCluster q-r1-ray:"), entry
+        assert entry["attempts"] == 0
+    assert "exceeded quota: no-clusters" in status["steps"][0]["message"]
+    # The status write came after every create of that plan: none of them reached the server.
+    assert children(api_client, RAYJOB, namespace) == []
+    assert children(api_client, RAYCLUSTER, namespace) == []
+    assert "StepStarted" not in mljob_events(api_client, namespace, "q")
+
+
+def test_suspend_releases_the_shared_cluster_between_ray_steps(api_client, namespace):
+    steps = [shared_ray("train"), shared_ray("score")]
+    create(api_client, MLJOB, namespace, mljob("sc", *steps, rayCluster=SHARED))
+    cluster = wait_child(api_client, RAYCLUSTER, namespace, None)["metadata"]["name"]
+    train = wait_child(api_client, RAYJOB, namespace, "train")["metadata"]["name"]
+
+    # A Ray job runs on the cluster: KubeRay cannot suspend it, so the cluster stays up.
+    finish_rayjob(api_client, namespace, train, deployment="Running", job="RUNNING")
+    wait_for(
+        lambda: step_status(api_client, namespace, "sc", "train").get("phase") == "Running",
+        "train to be Running",
+    )
+    patch_spec(api_client, namespace, "sc", {"suspend": True})
+    kept = wait_for(
+        lambda: (
+            (get(api_client, MLJOB, namespace, "sc").get("status") or {})
+            .get("rayCluster", {})
+            .get("message")
+        ),
+        "status.rayCluster.message saying why the cluster is kept",
+    )
+    assert "step(s) train run a Ray job on it" in kept
+    assert cluster_suspend(api_client, namespace, cluster) in (None, False)
+
+    # The job ends while suspended: nothing runs on the cluster any more, so it is suspended.
+    finish_rayjob(api_client, namespace, train)
+    wait_for(
+        lambda: cluster_suspend(api_client, namespace, cluster) is True,
+        "the shared RayCluster to be suspended",
+    )
+    shared = get(api_client, MLJOB, namespace, "sc")["status"]["rayCluster"]
+    assert shared["suspended"] is True and "message" not in shared
+    assert not [
+        j for j in children(api_client, RAYJOB, namespace) if j["metadata"]["name"] != train
+    ], "no step starts while suspended"
+
+    patch_spec(api_client, namespace, "sc", {"suspend": False})
+    score = wait_child(api_client, RAYJOB, namespace, "score")["metadata"]["name"]
+    assert cluster_suspend(api_client, namespace, cluster) is False  # resumed before score
+    finish_rayjob(api_client, namespace, score)
+    wait_phase(api_client, namespace, "sc", "Succeeded")
+
+
+def test_a_shared_cluster_deleted_mid_run_fails_the_attempt_and_is_recreated(api_client, namespace):
+    steps = [shared_ray("train", retries=1, backoffSeconds=1)]
+    create(api_client, MLJOB, namespace, mljob("lost", *steps, rayCluster=SHARED))
+    cluster = wait_child(api_client, RAYCLUSTER, namespace, None)
+    first = wait_child(api_client, RAYJOB, namespace, "train")["metadata"]["name"]
+    wait_phase(api_client, namespace, "lost", "Running")
+
+    client.CustomObjectsApi(api_client).delete_namespaced_custom_object(
+        *RAYCLUSTER[:2], namespace, RAYCLUSTER[2], cluster["metadata"]["name"]
+    )
+    wait_for(
+        lambda: "RayClusterLost" in mljob_events(api_client, namespace, "lost"),
+        "a RayClusterLost Event",
+    )
+    second = wait_for(
+        lambda: [
+            j["metadata"]["name"]
+            for j in children(api_client, RAYJOB, namespace)
+            if j["metadata"]["name"] != first
+        ],
+        "the retry's RayJob",
+    )
+    assert second == [f"{first}-a2"]
+    recreated = wait_child(api_client, RAYCLUSTER, namespace, None)
+    assert recreated["metadata"]["name"] == cluster["metadata"]["name"]
+    assert recreated["metadata"]["uid"] != cluster["metadata"]["uid"]
+    wait_for(
+        lambda: (
+            first not in [j["metadata"]["name"] for j in children(api_client, RAYJOB, namespace)]
+        ),
+        "the first RayJob to be deleted",
+    )
+    failures = step_status(api_client, namespace, "lost", "train")["failures"]
+    assert "the shared RayCluster lost-r1-ray was deleted" in failures[0]["message"]
+    finish_rayjob(api_client, namespace, second[0])
+    wait_phase(api_client, namespace, "lost", "Succeeded")
