@@ -154,7 +154,7 @@ def build_spark_application(mljob: Obj, step: Obj, run: int, attempt: int) -> Ob
 
 def _spark_env_conf(env: dict[str, str]) -> dict[str, str]:
     # Native Spark conf, not driver.env/executor.env: those are applied only by the Spark
-    # operator's pod webhook, which is optional (reference §3.2).
+    # operator's pod webhook, which is optional (v2.5.2 `internal/webhook/sparkpod_defaulter.go`).
     conf = {f"spark.kubernetes.driverEnv.{k}": v for k, v in env.items()}
     conf.update({f"spark.executorEnv.{k}": v for k, v in env.items()})
     return conf

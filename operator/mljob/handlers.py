@@ -46,6 +46,7 @@ CHILD_RESOURCES = {
     c.RAY_CLUSTER_KIND: ("ray.io", "v1", c.RAY_CLUSTER_PLURAL),
 }
 OWNED = {c.LABEL_NAME: kopf.PRESENT}
+EVENT_SOURCE = "mljob-operator"
 CHILD_INDEXES = ("spark_children", "rayjob_children", "raycluster_children")
 INDEX_NAMES = ("mljobs", *CHILD_INDEXES)
 
@@ -128,6 +129,10 @@ def raycluster_children(namespace: str, labels: kopf.Labels, body: kopf.Body, **
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
     # Our own Events tell the story; kopf's per-handler Events would only add noise.
     settings.posting.level = logging.WARNING
+    # `kubectl describe` shows Events "From" the reporting component: us, not kopf.
+    settings.posting.reporting_component = EVENT_SOURCE
+    settings.posting.reporting_instance = os.environ.get("HOSTNAME") or "mljob-operator"
+    settings.posting.event_name_prefix = "mljob-"
     settings.peering.lifetime = PEERING_LIFETIME_SECONDS
     state.api = kube.Api.from_environment()
     # API calls run in threads: as many as the connection pool (the default is cpus + 4).
@@ -422,6 +427,9 @@ def _forget(key: Key) -> None:
     state.created.pop(key, None)
     state.locks.pop(key, None)
     state.terminal_seen.pop(key, None)
+    # A reconcile cancelled while it waited never took itself out: left here, every reconcile
+    # of a new MLJob with the same name would take itself as coalesced and do nothing.
+    state.waiting.discard(key)
     _schedule(key, None)
 
 

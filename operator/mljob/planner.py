@@ -25,8 +25,10 @@ Lifecycle (docs/lifecycle.md tells it from a user's side):
 Shared RayCluster (spec.rayCluster): it is created in the same plan as the first RayJob that
 needs it, ahead of it, and the RayJob is NOT held back until HeadPodReady: KubeRay's RayJob
 controller itself waits in Initializing until the selected cluster is ready before submitting
-(reference §2.3), so waiting here would only add a reconcile round trip. The cluster's readiness
-(HeadPodReady, never the sticky status.state) is mirrored into status.rayCluster for users. It is
+(KubeRay v1.7.0 `ray-operator/controllers/ray/rayjob_controller.go`), so waiting here would only
+add a reconcile round trip. The cluster's readiness (HeadPodReady, never the sticky
+status.state) is mirrored into status.rayCluster for users. It is suspended while the MLJob is
+suspended and no Ray job runs on it, created again if someone else deletes it mid-run, and
 deleted once the pipeline has ended and no Ray step is still active on it.
 """
 
@@ -231,7 +233,7 @@ def record_create_rejected(
             entry.update(
                 phase=c.FAILED,
                 childState=c.CHILD_STATE_CREATE_REJECTED,
-                message=_clip(f"the API server rejected {what}: {message}"),
+                message=_line(f"the API server rejected {what}: {message}"),
                 completionTime=_ts(now),
             )
     new = _summarize(new, status, _verdict(new["steps"], False), now)

@@ -1,6 +1,8 @@
 """Pure mappers from a child's upstream status to a step phase.
 
-Tables follow ../shared/reference (Spark operator v2.5, KubeRay v1.7). Unknown values map to a
+Tables follow the upstream types: the Spark operator v2.5.2 `api/v1beta2/sparkapplication_types.go`
+(ApplicationStateType) and KubeRay v1.7.0 `ray-operator/apis/ray/v1/rayjob_types.go`
+(JobDeploymentStatus) and `raycluster_types.go`. Unknown values map to a
 non-terminal phase: the upstream schemas have no enum, and guessing "failed" would end a pipeline
 on a version skew. A child's own message becomes one line naming the cause (messages.summarize);
 when that line leaves text out, a bounded excerpt of it is kept as `details`.

@@ -330,7 +330,8 @@ def _check_spark(spark: Any, path: str, spec: Obj) -> Iterator[str]:
 
 
 def spark_application_errors(app: Obj, path: str) -> Iterator[str]:
-    """Rules the Spark operator's webhook adds to its schema (reference §3.3)."""
+    """Rules the Spark operator's webhook adds to its schema (v2.5.2
+    `internal/webhook/sparkapplication_validator.go`)."""
     spec = app["spec"]
     for key in spec.get("sparkConf") or {}:
         if SPARK_DENIED_CONF.match(key):
@@ -411,7 +412,8 @@ def _check_group(group: Any, path: str) -> Iterator[str]:
 
 
 def ray_job_errors(job: Obj, path: str) -> Iterator[str]:
-    """KubeRay's ValidateRayJobSpec rules (reference §1.3) on the RayJob we would create."""
+    """KubeRay's ValidateRayJobSpec rules (v1.7.0
+    `ray-operator/controllers/ray/utils/validation.go`) on the RayJob we would create."""
     spec = job["spec"]
     selector = spec.get("clusterSelector") or {}
     shutdown = spec.get("shutdownAfterJobFinishes", False)

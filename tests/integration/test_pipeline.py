@@ -138,6 +138,10 @@ def test_spark_then_ray_happy_path(api_client, namespace):
 
     done = wait_phase(api_client, namespace, "churn", "Succeeded")
     status = done["status"]
+    events = client.CoreV1Api(api_client).list_namespaced_event(namespace).items
+    assert events and {(e.source.component, e.reporting_component) for e in events} == {
+        ("mljob-operator", "mljob-operator")
+    }, "kubectl describe shows Events from mljob-operator, not kopf"
     assert status["observedGeneration"] == 1 and status["progress"] == "2/2"
     assert [(s["name"], s["phase"], s["childState"]) for s in status["steps"]] == [
         ("prepare", "Succeeded", "COMPLETED"),

@@ -28,9 +28,7 @@ def deleted(result):
 
 def patches(result, kind=None):
     return [
-        (a.name, a.patch)
-        for a in result.actions
-        if isinstance(a, Patch) and kind in (None, a.kind)
+        (a.name, a.patch) for a in result.actions if isinstance(a, Patch) and kind in (None, a.kind)
     ]
 
 
