@@ -58,3 +58,18 @@ def wait_for(
                 return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+def zero_quota(api_client, namespace: str, resource: str) -> None:
+    """A ResourceQuota of zero `resource` objects (e.g. "rayclusters.ray.io"): the API server
+    then refuses their creation (403), as an admission policy might."""
+    core = client.CoreV1Api(api_client)
+    name = f"no-{resource.split('.')[0]}"
+    limit = {f"count/{resource}": "0"}
+    quota = client.V1ResourceQuota(
+        metadata=client.V1ObjectMeta(name=name), spec=client.V1ResourceQuotaSpec(hard=limit)
+    )
+    core.create_namespaced_resource_quota(namespace, quota)
+    # No quota controller runs here: write the usage it would compute, so admission enforces it.
+    usage = {"hard": limit, "used": {f"count/{resource}": "0"}}
+    core.patch_namespaced_resource_quota_status(name, namespace, {"status": usage})

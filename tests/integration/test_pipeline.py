@@ -8,7 +8,7 @@ import copy
 import pytest
 from kubernetes import client
 
-from .k8s import MLJOB, RAYCLUSTER, RAYJOB, SPARK, create, get, patch_status, wait_for
+from .k8s import MLJOB, RAYCLUSTER, RAYJOB, SPARK, create, get, patch_status, wait_for, zero_quota
 
 pytestmark = pytest.mark.integration
 
@@ -282,13 +282,15 @@ def test_invalid_mljob_is_rejected_at_apply_time(api_client, namespace):
 
 @pytest.mark.usefixtures("operator_process")
 def test_child_rejected_by_the_api_server_fails_the_step_once(api_client, namespace):
-    step = spark("prepare")
-    step["spark"]["template"] = {"noSuchField": 1}  # merged into the SparkApplication spec
-    create(api_client, MLJOB, namespace, mljob("rejected", step, ray("train")))
+    # validate() catches what the schemas can say; a quota is a refusal only the server knows.
+    zero_quota(api_client, namespace, "sparkapplications.sparkoperator.k8s.io")
+    create(api_client, MLJOB, namespace, mljob("rejected", spark("prepare"), ray("train")))
     failed = wait_phase(api_client, namespace, "rejected", "Failed")
     message = condition(failed, "Stalled")["message"]
-    assert "rejected" in message and "noSuchField" in message
+    assert "the API server rejected SparkApplication rejected-prepare-r1" in message
+    assert "exceeded quota" in message
     assert failed["status"]["steps"][0]["childState"] == "CreateRejected"
+    assert failed["status"]["steps"][0]["attempts"] == 1
     assert not children(api_client, SPARK, namespace) and not children(
         api_client, RAYJOB, namespace
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from kubernetes import client
 
-from .k8s import MLJOB, RAYCLUSTER, RAYJOB, create, get, wait_for
+from .k8s import MLJOB, RAYCLUSTER, RAYJOB, create, get, wait_for, zero_quota
 from .test_lifecycle import patch_spec, step_status
 from .test_pipeline import (
     children,
@@ -34,17 +34,9 @@ def cluster_suspend(api_client, namespace: str, name: str) -> bool | None:
 
 
 def test_a_refused_shared_cluster_sends_no_ray_job(api_client, namespace):
-    # A quota of zero RayClusters: the API server refuses the create (403), as any admission
-    # policy might. The parallel Ray steps planned with it must not be created after it.
-    quota = client.V1ResourceQuota(
-        metadata=client.V1ObjectMeta(name="no-clusters"),
-        spec=client.V1ResourceQuotaSpec(hard={"count/rayclusters.ray.io": "0"}),
-    )
-    core = client.CoreV1Api(api_client)
-    core.create_namespaced_resource_quota(namespace, quota)
-    # No quota controller runs here: write the usage it would compute, so admission enforces it.
-    usage = {"hard": {"count/rayclusters.ray.io": "0"}, "used": {"count/rayclusters.ray.io": "0"}}
-    core.patch_namespaced_resource_quota_status("no-clusters", namespace, {"status": usage})
+    # The API server refuses the cluster (a quota here, any admission policy in general). The
+    # parallel Ray steps planned with it must not be created after it.
+    zero_quota(api_client, namespace, "rayclusters.ray.io")
     steps = [shared_ray("a"), shared_ray("b", dependsOn=[])]
     create(api_client, MLJOB, namespace, mljob("q", *steps, rayCluster=SHARED))
     failed = wait_phase(api_client, namespace, "q", "Failed")
@@ -54,7 +46,7 @@ def test_a_refused_shared_cluster_sends_no_ray_job(api_client, namespace):
         assert entry["childState"] == "CreateRejected", entry
         assert entry["message"].startswith("the API server rejected RayCluster q-r1-ray:"), entry
         assert entry["attempts"] == 0
-    assert "exceeded quota: no-clusters" in status["steps"][0]["message"]
+    assert "exceeded quota: no-rayclusters" in status["steps"][0]["message"]
     # The status write came after every create of that plan: none of them reached the server.
     assert children(api_client, RAYJOB, namespace) == []
     assert children(api_client, RAYCLUSTER, namespace) == []
