@@ -31,16 +31,35 @@ import yaml
 
 from mljob import third_party
 
-from . import certs
+try:
+    from . import certs
+except ModuleNotFoundError as error:  # cryptography: only the dev-cluster (or dev) extra has it
+    raise ModuleNotFoundError(
+        f"{error}; the control plane needs: pip install 'mljob-operator[dev-cluster]'",
+        name=error.name,
+    ) from error
 from .binaries import Binaries, ensure_binaries
 from .processes import ManagedProcess, ProcessError, free_port
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-PROJECT_CRDS = REPO_ROOT / "crds"
+# The MLJob CRD and kopf's peering CRDs are package data: in a source checkout mljob/crds is a
+# symlink to the repository's crds/ (the chart links there too), in a wheel a copy.
+PROJECT_CRDS = Path(__file__).resolve().parents[1] / "crds"
+MLJOB_CRD_FILE = "mljob.io_mljobs.yaml"
 
 
 class ControlPlaneError(ProcessError):
     pass
+
+
+def project_crd_paths() -> list[Path]:
+    """The CRD files of this project (MLJob, kopf peering), from the installed package."""
+    paths = sorted(PROJECT_CRDS.glob("*.yaml"))
+    if not any(path.name == MLJOB_CRD_FILE for path in paths):
+        raise ControlPlaneError(
+            f"the MLJob CRD ({MLJOB_CRD_FILE}) is missing from {PROJECT_CRDS}; "
+            "reinstall mljob-operator (in a source checkout, mljob/crds links to crds/)"
+        )
+    return paths
 
 
 @dataclass
@@ -102,7 +121,7 @@ class ControlPlane:
 
     @staticmethod
     def default_crds() -> list[Path]:
-        return [*third_party.crd_paths(), *sorted(PROJECT_CRDS.glob("*.yaml"))]
+        return [*third_party.crd_paths(), *project_crd_paths()]
 
     # -- clients ---------------------------------------------------------------------------
 
