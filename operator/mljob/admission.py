@@ -17,6 +17,7 @@ from typing import Any
 import kopf
 
 from mljob import constants as c
+from mljob import kinds
 from mljob.validation import validate
 
 WEBHOOK_ID = "validate-mljob"  # also the URL path: https://<service>/validate-mljob
@@ -31,23 +32,10 @@ class Permission:
         return f"create {self.resource}.{self.group}"
 
 
-SPARK_APPS = Permission("sparkoperator.k8s.io", c.SPARK_PLURAL)
-RAY_JOBS = Permission("ray.io", c.RAY_JOB_PLURAL)
-RAY_CLUSTERS = Permission("ray.io", c.RAY_CLUSTER_PLURAL)
-
-
 def child_permissions(mljob: dict[str, Any]) -> list[Permission]:
-    """What a user must be allowed to do to run this MLJob without the operator's help."""
-    spec = mljob.get("spec") or {}
-    steps = spec.get("steps") or []
-    needed = []
-    if any("spark" in step for step in steps):
-        needed.append(SPARK_APPS)
-    if any("ray" in step for step in steps):
-        needed.append(RAY_JOBS)
-        if spec.get("rayCluster"):
-            needed.append(RAY_CLUSTERS)
-    return needed
+    """What a user must be allowed to do to run this MLJob without the operator's help: create
+    every kind of child it produces."""
+    return [Permission(kind.group, kind.plural) for kind in kinds.produced(mljob)]
 
 
 def denial_message(user: str, namespace: str, missing: list[Permission]) -> str:

@@ -30,7 +30,15 @@ RAY_WORKER_GROUP = "workers"
 
 # --- shared pieces ---------------------------------------------------------------------------
 def step_kind(step: Obj) -> str:
-    return c.SPARK_KIND if "spark" in step else c.RAY_JOB_KIND
+    from mljob import kinds  # kinds.py imports this module: the table is read at call time
+
+    return kinds.of_step(step).kind
+
+
+def _api_version(kind: str) -> str:
+    from mljob import kinds
+
+    return kinds.BY_KIND[kind].api_version
 
 
 def step_child_name(mljob: Obj, step: Obj, run: int, attempt: int) -> str:
@@ -145,7 +153,7 @@ def build_spark_application(mljob: Obj, step: Obj, run: int, attempt: int) -> Ob
         }
     )
     return {
-        "apiVersion": c.SPARK_API_VERSION,
+        "apiVersion": _api_version(c.SPARK_KIND),
         "kind": c.SPARK_KIND,
         "metadata": _metadata(mljob, step_child_name(mljob, step, run, attempt), run, step["name"]),
         "spec": merge_patch(spec, spark.get("template") or {}),
@@ -196,7 +204,7 @@ def build_ray_job(mljob: Obj, step: Obj, run: int, attempt: int) -> Obj:
         spec["shutdownAfterJobFinishes"] = True
         spec["rayClusterSpec"] = _ray_cluster_spec(mljob, ray, run, step["name"])
     return {
-        "apiVersion": c.RAY_API_VERSION,
+        "apiVersion": _api_version(c.RAY_JOB_KIND),
         "kind": c.RAY_JOB_KIND,
         "metadata": _metadata(mljob, step_child_name(mljob, step, run, attempt), run, step["name"]),
         "spec": merge_patch(spec, ray.get("template") or {}),
@@ -208,7 +216,7 @@ def build_ray_cluster(mljob: Obj, run: int) -> Obj:
     shared = mljob["spec"]["rayCluster"]
     name = naming.ray_cluster_name(mljob["metadata"]["name"], run)
     return {
-        "apiVersion": c.RAY_API_VERSION,
+        "apiVersion": _api_version(c.RAY_CLUSTER_KIND),
         "kind": c.RAY_CLUSTER_KIND,
         "metadata": _metadata(mljob, name, run, None),
         "spec": merge_patch(
@@ -288,6 +296,7 @@ def ray_resources(group: Obj) -> Obj:
 
 # --- dispatch ----------------------------------------------------------------------------------
 def build_step_child(mljob: Obj, step: Obj, run: int, attempt: int) -> Obj:
-    if step_kind(step) == c.SPARK_KIND:
-        return build_spark_application(mljob, step, run, attempt)
-    return build_ray_job(mljob, step, run, attempt)
+    """The child of a step, by its kind's builder in kinds.py."""
+    from mljob import kinds  # kinds.py imports this module: the table is read at call time
+
+    return kinds.build_step_child(mljob, step, run, attempt)

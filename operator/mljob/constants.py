@@ -9,25 +9,14 @@ API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "MLJob"
 PLURAL = "mljobs"
 
-# --- children ----------------------------------------------------------------------------------
-SPARK_API_VERSION = "sparkoperator.k8s.io/v1beta2"
+# --- children: their kinds (group, version, plural, builder, state mapper... in kinds.py) ---------
 SPARK_KIND = "SparkApplication"
-SPARK_PLURAL = "sparkapplications"
-
-RAY_API_VERSION = "ray.io/v1"
 RAY_JOB_KIND = "RayJob"
-RAY_JOB_PLURAL = "rayjobs"
 RAY_CLUSTER_KIND = "RayCluster"
-RAY_CLUSTER_PLURAL = "rayclusters"
-
-API_VERSION_OF_KIND = {
-    SPARK_KIND: SPARK_API_VERSION,
-    RAY_JOB_KIND: RAY_API_VERSION,
-    RAY_CLUSTER_KIND: RAY_API_VERSION,
-}
 
 # Name limits (DNS-1035 labels). KubeRay: MaxRayJobNameLength = 53-6, MaxRayClusterNameLength = 53.
 # Spark operator v2.5: a DNS-1035 label (63); its UI Service `<app>-ui-svc` is hashed if too long.
+# Here rather than in kinds.py because naming.py, below the builders, needs them.
 RAY_JOB_NAME_MAX = 47
 RAY_CLUSTER_NAME_MAX = 53
 SPARK_APP_NAME_MAX = 63

@@ -26,7 +26,7 @@ from typing import Any
 import kopf
 
 from mljob import constants as c
-from mljob import kube, metrics, states
+from mljob import kinds, kube, metrics
 from mljob.planner import Create, Delete, Patch, Plan, plan, record_create_rejected, status_patch
 
 logger = logging.getLogger("mljob")
@@ -40,14 +40,11 @@ CREATED_MEMORY_SECONDS = 60.0
 # active one died without saying goodbye (SIGKILL, node loss).
 PEERING_LIFETIME_SECONDS = int(os.environ.get("MLJOB_PEERING_LIFETIME_SECONDS", "60"))
 
-CHILD_RESOURCES = {
-    c.SPARK_KIND: ("sparkoperator.k8s.io", "v1beta2", c.SPARK_PLURAL),
-    c.RAY_JOB_KIND: ("ray.io", "v1", c.RAY_JOB_PLURAL),
-    c.RAY_CLUSTER_KIND: ("ray.io", "v1", c.RAY_CLUSTER_PLURAL),
-}
+CHILD_RESOURCES = {k.kind: k.resource for k in kinds.CHILD_KINDS}
 OWNED = {c.LABEL_NAME: kopf.PRESENT}
 EVENT_SOURCE = "mljob-operator"
-CHILD_INDEXES = ("spark_children", "rayjob_children", "raycluster_children")
+# kopf hands each index to the handlers as a keyword argument named by the index handler's id.
+CHILD_INDEXES = tuple(f"{k.plural}_children" for k in kinds.CHILD_KINDS)
 INDEX_NAMES = ("mljobs", *CHILD_INDEXES)
 
 
@@ -105,23 +102,10 @@ def mljobs(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, Ob
     return {(namespace, name): copy.deepcopy(dict(body))}
 
 
-def _index_children(namespace: str, labels: kopf.Labels, body: kopf.Body) -> dict[Key, Obj]:
+def _index_children(
+    namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict[Key, Obj]:
     return {(namespace, labels[c.LABEL_NAME]): _slim(body)}
-
-
-@kopf.index(*CHILD_RESOURCES[c.SPARK_KIND], labels=OWNED)
-def spark_children(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any):
-    return _index_children(namespace, labels, body)
-
-
-@kopf.index(*CHILD_RESOURCES[c.RAY_JOB_KIND], labels=OWNED)
-def rayjob_children(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any):
-    return _index_children(namespace, labels, body)
-
-
-@kopf.index(*CHILD_RESOURCES[c.RAY_CLUSTER_KIND], labels=OWNED)
-def raycluster_children(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any):
-    return _index_children(namespace, labels, body)
 
 
 # --- startup and the safety-net resync ---
@@ -199,7 +183,7 @@ def _is_own_write(key: Key, body: kopf.Body) -> bool:
 
 
 async def _child_event(
-    type: str | None, namespace: str, labels: kopf.Labels, body: kopf.Body
+    type: str | None, namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any
 ) -> None:
     owner = labels.get(c.LABEL_NAME)
     if not owner:
@@ -210,30 +194,17 @@ async def _child_event(
 
 
 def _is_terminal(body: kopf.Body) -> bool:
-    if body.get("kind") not in metrics.ENGINES:
+    kind = kinds.BY_KIND.get(body.get("kind"))
+    if kind is None or kind.state is None:
         return False
-    return states.child_state(dict(body)).phase in c.TERMINAL_PHASES
+    return kind.state(dict(body)).phase in c.TERMINAL_PHASES
 
 
-@kopf.on.event(*CHILD_RESOURCES[c.SPARK_KIND], labels=OWNED)
-async def spark_event(
-    type: str | None, namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any
-):
-    await _child_event(type, namespace, labels, body)
-
-
-@kopf.on.event(*CHILD_RESOURCES[c.RAY_JOB_KIND], labels=OWNED)
-async def rayjob_event(
-    type: str | None, namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any
-):
-    await _child_event(type, namespace, labels, body)
-
-
-@kopf.on.event(*CHILD_RESOURCES[c.RAY_CLUSTER_KIND], labels=OWNED)
-async def raycluster_event(
-    type: str | None, namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any
-):
-    await _child_event(type, namespace, labels, body)
+# One index and one event handler per child kind, all alike (ids: `<plural>_children`, the
+# index's keyword name, and `<plural>_event`).
+for _kind, _index_id in zip(kinds.CHILD_KINDS, CHILD_INDEXES, strict=True):
+    kopf.index(*_kind.resource, labels=OWNED, id=_index_id)(_index_children)
+    kopf.on.event(*_kind.resource, labels=OWNED, id=f"{_kind.plural}_event")(_child_event)
 
 
 # --- reconcile ---

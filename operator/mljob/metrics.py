@@ -29,10 +29,11 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
 from mljob import constants as c
+from mljob import kinds
 
 Obj = dict[str, Any]
 PREFIX = "mljob_operator"
-ENGINES = {c.SPARK_KIND: "spark", c.RAY_JOB_KIND: "ray"}
+ENGINES = {k.kind: k.engine for k in kinds.STEP_KINDS}  # child kind -> `engine` label
 
 # Sub-second buckets for in-process latencies, minutes to a day for steps.
 FAST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)

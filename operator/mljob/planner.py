@@ -44,6 +44,7 @@ from typing import Any, NamedTuple
 
 from mljob import builders, messages, naming, states
 from mljob import constants as c
+from mljob.kinds import BY_KIND
 from mljob.validation import dependencies, validate
 
 Obj = dict[str, Any]
@@ -154,10 +155,10 @@ class _Context:
         return self.observed.get((entry["kind"], entry["child"]))
 
     def delete(self, kind: str, name: str) -> Delete:
-        return Delete(c.API_VERSION_OF_KIND[kind], kind, name, self.namespace)
+        return Delete(BY_KIND[kind].api_version, kind, name, self.namespace)
 
     def patch(self, kind: str, name: str, patch: Obj) -> Patch:
-        return Patch(c.API_VERSION_OF_KIND[kind], kind, name, self.namespace, patch)
+        return Patch(BY_KIND[kind].api_version, kind, name, self.namespace, patch)
 
 
 def plan(mljob: Obj, children: list[Obj], now: datetime) -> Plan:

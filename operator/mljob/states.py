@@ -125,10 +125,7 @@ def ray_cluster_readiness(cluster: dict[str, Any]) -> ClusterReadiness:
 
 
 def child_state(child: dict[str, Any]) -> ChildState:
-    """Dispatch on the child's kind (SparkApplication or RayJob)."""
-    kind = child.get("kind")
-    if kind == c.SPARK_KIND:
-        return spark_application_state(child)
-    if kind == c.RAY_JOB_KIND:
-        return ray_job_state(child)
-    raise ValueError(f"not a step child kind: {kind!r}")
+    """Dispatch on the child's kind (a step child: SparkApplication or RayJob), by kinds.py."""
+    from mljob import kinds  # kinds.py imports this module: the table is read at call time
+
+    return kinds.child_state(child)

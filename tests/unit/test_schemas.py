@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from mljob import builders, schemas
+from mljob import builders, kinds, schemas
 from mljob import constants as c
 from mljob.testing.corpus import mljob, ray_step, spark_step
 
@@ -288,8 +288,8 @@ def test_paths_are_written_as_validation_writes_them(path, text):
 # --- the real vendored CRDs --------------------------------------------------------------------
 @pytest.mark.parametrize("kind", sorted(schemas.CHILD_CRD_FILES))
 def test_every_child_kind_compiles_once_for_the_version_the_builders_write(kind):
-    validator = schemas.validator_for(c.API_VERSION_OF_KIND[kind], kind)
-    assert validator is schemas.validator_for(c.API_VERSION_OF_KIND[kind], kind)
+    validator = schemas.validator_for(kinds.BY_KIND[kind].api_version, kind)
+    assert validator is schemas.validator_for(kinds.BY_KIND[kind].api_version, kind)
 
 
 def test_a_child_of_another_group_is_refused():

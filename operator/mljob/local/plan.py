@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mljob import builders
+from mljob import builders, kinds
 from mljob import constants as c
 from mljob.validation import dependencies
 
@@ -92,7 +92,10 @@ def ready_steps(
 
 
 def engine_of(step: Obj) -> str:
-    return SPARK_ENGINE if "spark" in step else RAY_ENGINE
+    """SPARK_ENGINE or RAY_ENGINE: the step kind's engine (kinds.py)."""
+    engine = kinds.of_step(step).engine
+    assert engine in (SPARK_ENGINE, RAY_ENGINE), engine
+    return engine
 
 
 # --- paths ------------------------------------------------------------------------------------
