@@ -8,8 +8,10 @@ A B A B ... in one run, and appends a markdown report to docs/benchmarks.md (--o
 - A, the tool: `mljob run <manifest> --local` as a subprocess (the real CLI).
 - B, by hand: the same programs one after another, with the commands and environment the runner
   would use (plan.spark_command, plan.step_env, plan.ray_command, plan.ray_driver_env):
-  `spark-submit --master local[N] ... prepare.py`, then `ray start --head` (the runner's flags,
-  without --block), `python train.py` and `python evaluate.py` with RAY_ADDRESS set, `ray stop`.
+  `spark-submit --master local[N] ... prepare.py`, then `ray start --head --block` (the runner's
+  command, environment and token, in the background until its "Ray runtime started" line),
+  `python train.py` and `python evaluate.py` with RAY_ADDRESS set, then SIGTERM to the head's
+  process group (not `ray stop`: it stops every Ray on the machine).
 
 Where the time goes:
 - A: the CLI's output lines are timestamped as they arrive (the view flushes every line):
@@ -46,12 +48,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # tests.local.conftest.small_example: the tests' small manifest
 
 from mljob.local import plan, runner  # noqa: E402
-from mljob.local.ray_head import _free_port  # noqa: E402
+from mljob.local.processes import GroupProcess  # noqa: E402
+from mljob.local.ray_head import HEAD_ENV, READY_MARKER, _free_port, write_token  # noqa: E402
 from tests.local.conftest import small_example  # noqa: E402
 
 Obj = dict[str, Any]
 MLJOB_CLI = Path(sys.executable).with_name("mljob")
-RAY_CLI = Path(sys.executable).with_name("ray")
 PROBE = """import sys, time
 print("probe-python", time.time(), flush=True)
 from pyspark.sql import SparkSession
@@ -154,27 +156,37 @@ def run_by_hand(manifest: Path, runs_dir: Path) -> Result:
     env = {**os.environ, **plan.step_env(mljob, prepare, layout), **runner.spark_process_env()}
     phases["prepare"] = timed(command, env, layout.app_dir, layout.log_file("prepare"))
 
-    temp_dir = Path(tempfile.mkdtemp(prefix="mljob-ray-"))
+    # The runner's head: loopback, the run's token in a 0700 folder. Started in the foreground
+    # (--block) in its own process group and stopped by that group: `ray stop` would stop every
+    # Ray on the machine, other users' included.
+    run_dir = Path(tempfile.mkdtemp(prefix="mljob-ray-"))
+    token = write_token(run_dir / "auth_token")
     port = _free_port()
-    ray_env = {**os.environ, **plan.RAY_LOCAL_ENV}
-    ray_start = [str(RAY_CLI), "start", "--head", f"--port={port}",
-                 "--node-ip-address=127.0.0.1", f"--num-cpus={machine.cpus}",
-                 f"--temp-dir={temp_dir}", "--include-dashboard=false",
-                 "--disable-usage-stats"]  # fmt: skip
+    ray_env = {**plan.ray_process_env(os.environ, token), **HEAD_ENV}
+    ray_start = [
+        *plan.ray_head_command(sys.executable, port, machine.cpus, run_dir / "r"),
+        "--block",
+    ]
     head_log = layout.log_dir / "ray-head.log"
-    phases["ray start"] = timed(ray_start, ray_env, runs_dir, head_log)
+    began = time.monotonic()
+    head = GroupProcess(ray_start, ray_env, runs_dir, head_log)
     try:
+        while READY_MARKER not in head_log.read_text(errors="replace"):
+            if head.exit_code() is not None:
+                raise RuntimeError(f"ray start failed, see {head_log}")
+            time.sleep(0.05)  # polling the log for the ready line
+        phases["ray start"] = time.monotonic() - began
         for name in ("train", "evaluate"):
             step = steps[name]
             command = plan.ray_command(step["ray"]["entrypoint"], layout.app_dir, sys.executable)
-            env = {
-                **os.environ,
-                **plan.ray_driver_env(plan.step_env(mljob, step, layout), f"127.0.0.1:{port}"),
-            }
+            driver = plan.ray_driver_env(plan.step_env(mljob, step, layout), f"127.0.0.1:{port}")
+            env = plan.ray_process_env({**os.environ, **driver}, token)
             phases[name] = timed(command, env, layout.app_dir, layout.log_file(name))
     finally:
-        phases["shutdown"] = timed([str(RAY_CLI), "stop"], ray_env, runs_dir, head_log)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        began = time.monotonic()
+        head.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
+        phases["shutdown"] = time.monotonic() - began
     total = time.monotonic() - started
     phases["hand-off"] = total - sum(phases.values())  # this script's own bookkeeping
     return Result(total, phases)
