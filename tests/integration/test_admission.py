@@ -9,15 +9,17 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import yaml
 from kubernetes import client
 
 from mljob.admission import WEBHOOK_ID
 from mljob.testing.certs import issue_serving_files
+from mljob.testing.corpus import shared_cluster_mljob
 from mljob.testing.operator_process import OperatorProcess
 from mljob.testing.processes import free_port
 
-from .k8s import MLJOB, create, wait_for
-from .test_pipeline import mljob, ray, spark
+from .k8s import MLJOB, RAYCLUSTER, RAYJOB, SPARK, create, wait_for
+from .test_pipeline import children, condition, mljob, ray, spark, wait_phase
 
 pytestmark = pytest.mark.integration
 
@@ -158,3 +160,55 @@ def test_a_user_who_may_not_create_rayjobs_cannot_create_an_mljob_with_a_ray_ste
     with as_user(control_plane, "bob") as bob:
         accepted = create(bob, MLJOB, webhook_namespace, copy.deepcopy(train))
     assert accepted["metadata"]["name"] == "train"
+
+
+def bad_cluster_template(name: str) -> dict:
+    """Two Ray steps on a shared RayCluster whose template adds a field RayCluster lacks: the
+    API server would refuse the RayCluster only once the pipeline started (issue 15)."""
+    job = shared_cluster_mljob(template={"headGroupSpec": {"bogusField": 1}})
+    job["metadata"] = {"name": name}
+    return job
+
+
+BOGUS_FIELD = "spec.rayCluster.template: RayCluster spec.headGroupSpec.bogusField: unknown field"
+
+
+def test_a_template_the_upstream_schema_refuses_is_rejected_at_kubectl_apply(
+    control_plane, api_client, webhook_namespace
+):
+    webhook_answer(api_client, webhook_namespace)
+    applied = control_plane.kubectl(
+        "apply", "-n", webhook_namespace, "-f", "-",
+        input=yaml.safe_dump(bad_cluster_template("bogus")), check=False,
+    )  # fmt: skip
+    assert applied.returncode != 0
+    assert "admission webhook" in applied.stderr and BOGUS_FIELD in applied.stderr
+    assert not children(api_client, MLJOB, webhook_namespace)
+
+
+@pytest.fixture
+def plain_namespace(control_plane, api_client, tmp_path) -> Iterator[str]:
+    """A namespace served by an operator of its own without a webhook, started once the
+    namespace exists (the shared t-* operator may miss a namespace created right after its
+    start: its readiness does not wait for kopf's namespace discovery)."""
+    namespace = f"p-{uuid.uuid4().hex[:10]}"
+    core = client.CoreV1Api(api_client)
+    core.create_namespace({"metadata": {"name": namespace}})
+    operator = OperatorProcess(control_plane, tmp_path / "operator.log", namespaces=[namespace])
+    operator.start()
+    try:
+        yield namespace
+    finally:
+        operator.stop()
+        core.delete_namespace(namespace)
+
+
+def test_without_the_webhook_the_bad_template_fails_the_mljob_before_any_child(
+    api_client, plain_namespace
+):
+    create(api_client, MLJOB, plain_namespace, bad_cluster_template("bogus"))
+    failed = wait_phase(api_client, plain_namespace, "bogus", "Failed")  # status written first
+    stalled = condition(failed, "Stalled")
+    assert stalled["reason"] == "InvalidSpec" and BOGUS_FIELD in stalled["message"]
+    for kind in (RAYCLUSTER, RAYJOB, SPARK):
+        assert not children(api_client, kind, plain_namespace), kind

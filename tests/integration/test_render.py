@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mljob.testing.corpus import template_heavy_mljob
+
 pytestmark = pytest.mark.integration
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "churn" / "mljob.yaml"
@@ -35,15 +37,34 @@ def shared_cluster_variant(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("variant", ["example", "shared-cluster"])
+def template_heavy_variant(tmp_path: Path) -> Path:
+    """What validate() accepts in templates, the API server must accept too."""
+    path = tmp_path / "template-heavy.yaml"
+    path.write_text(yaml.safe_dump(template_heavy_mljob()))
+    return path
+
+
+VARIANTS = {
+    "example": (lambda _: EXAMPLE, ["RayJob", "RayJob", "SparkApplication"]),
+    "shared-cluster": (
+        shared_cluster_variant,
+        ["RayCluster", "RayJob", "RayJob", "SparkApplication"],
+    ),
+    "template-heavy": (
+        template_heavy_variant,
+        ["RayCluster", "RayJob", "RayJob", "SparkApplication"],
+    ),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_rendered_children_are_accepted_by_the_upstream_crds(
     control_plane, namespace, tmp_path, variant
 ):
-    manifest = EXAMPLE if variant == "example" else shared_cluster_variant(tmp_path)
-    rendered = render(manifest, namespace)
+    manifest_of, expected = VARIANTS[variant]
+    rendered = render(manifest_of(tmp_path), namespace)
     kinds = sorted(doc["kind"] for doc in yaml.safe_load_all(rendered))
-    expected = ["RayJob", "RayJob", "SparkApplication"]
-    assert kinds == (sorted([*expected, "RayCluster"]) if variant != "example" else expected)
+    assert kinds == expected
     result = control_plane.kubectl(
         "create", "--validate=strict", "--dry-run=server", "-f", "-", input=rendered, check=False
     )
