@@ -6,6 +6,8 @@ recorded in status is never created again. Child names are deterministic, so a s
 after a create is repaired by adopting the existing child (or by the glue's 409 on re-create).
 
 Lifecycle (docs/lifecycle.md tells it from a user's side):
+- Step phases change only through the transition functions of mljob.steps, which check each
+  change against its table (steps.TRANSITIONS) and clear the fields the new phase must not carry.
 - Runs: status.specHash is a hash of the spec without its run-control fields (suspend, TTL,
   pipeline deadline, onSpecChange). A different hash ends the current run (spec.onSpecChange:
   WaitForRunning lets the live children finish, CancelRunning deletes them) and starts run+1;
@@ -42,7 +44,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from mljob import builders, messages, naming, states
+from mljob import builders, messages, naming, states, steps
 from mljob import constants as c
 from mljob.kinds import BY_KIND
 from mljob.validation import dependencies, validate
@@ -230,13 +232,7 @@ def record_create_rejected(
             what = (
                 f"RayCluster {cluster}" if needed_cluster else f"{entry['kind']} {entry['child']}"
             )
-            entry.pop("childSuspended", None)
-            entry.update(
-                phase=c.FAILED,
-                childState=c.CHILD_STATE_CREATE_REJECTED,
-                message=_line(f"the API server rejected {what}: {message}"),
-                completionTime=_ts(now),
-            )
+            steps.reject(entry, _line(f"the API server rejected {what}: {message}"), now)
     new = _summarize(new, status, _verdict(new["steps"], False), now)
     return Plan([], new, diff_events(old, new))
 
@@ -249,7 +245,7 @@ def _undo_skipped_starts(status: Obj, old: Obj, skipped: Sequence[str | None]) -
     for i, entry in enumerate(status.get("steps") or []):
         if entry["name"] in skipped:
             previous = before.get(entry["name"])
-            status["steps"][i] = _step_entry(entry["name"], entry["kind"], previous)
+            status["steps"][i] = steps.new_entry(entry["name"], entry["kind"], previous)
     if None in skipped:
         if same_run and old.get("rayCluster"):
             status["rayCluster"] = copy.deepcopy(old["rayCluster"])
@@ -269,7 +265,7 @@ def _plan_run(ctx: _Context, old: Obj, base: Obj, actions: list[Action] | None =
     new: Obj = {k: copy.deepcopy(base[k]) for k in _CARRIED if k in base}
     new["observedGeneration"] = _generation(ctx.mljob)
     new["steps"] = [
-        _step_entry(step["name"], builders.step_kind(step), previous.get(step["name"]))
+        steps.new_entry(step["name"], builders.step_kind(step), previous.get(step["name"]))
         for step in ctx.spec["steps"]
     ]
     _note_resume(ctx, new, old)
@@ -289,15 +285,6 @@ def _plan_run(ctx: _Context, old: Obj, base: Obj, actions: list[Action] | None =
     return replace(result, events=[*result.events, *ctx.events])
 
 
-def _step_entry(name: str, kind: str, previous: Obj | None) -> Obj:
-    """A step's status entry, continued from `previous` (same kind) if it has one."""
-    entry: Obj = {"name": name, "kind": kind, "child": "", "phase": c.PENDING}
-    entry.update({"childState": "", "attempts": 0, "message": ""})
-    if previous and previous.get("kind") == kind:
-        entry.update(copy.deepcopy(previous))
-    return entry
-
-
 def _note_resume(ctx: _Context, new: Obj, old: Obj) -> None:
     """Deadline clocks restart when a suspended MLJob resumes (status.resumeTime)."""
     if old.get("phase") == c.SUSPENDED and not ctx.suspended:
@@ -309,7 +296,7 @@ def _observe(ctx: _Context, entry: Obj, *, retry: bool) -> None:
     """Mirror the entry's child into it; a failed attempt is retried when `retry` and retries
     are left, else it fails the step."""
     step = ctx.step(entry) if retry else None
-    if step is not None and _waits_for_attempt(entry):
+    if step is not None and steps.waits_for_attempt(entry):
         _adopt_lost_create(ctx, step, entry)
     if not _has_live_child(entry):
         return
@@ -319,20 +306,17 @@ def _observe(ctx: _Context, entry: Obj, *, retry: bool) -> None:
 
 
 def _refresh(ctx: _Context, entry: Obj) -> _Failure | None:
+    """Mirror the entry's live child (steps.observe); its failure, or its deletion, is returned
+    for `_attempt_failed`."""
     child = ctx.child(entry)
     if child is None:
         what = f"{entry['kind']} {entry['child']} was deleted while {entry['phase']}"
         return _Failure(c.CHILD_STATE_DELETED, f"{what} (by someone else)")
     state = states.child_state(child)
-    entry.update(phase=state.phase, childState=state.raw, message=_line(state.message))
-    if state.details:  # the child's longer text, kept once (docs/lifecycle.md)
-        entry["details"] = state.details
-    else:
-        entry.pop("details", None)
-    if state.phase == c.SUCCEEDED:
-        entry["completionTime"] = _ts(ctx.now)
     if state.phase == c.FAILED:
+        steps.mirror_failure(entry, state)
         return _Failure(state.raw, state.message)
+    steps.observe(entry, state, ctx.now)
     return None
 
 
@@ -341,32 +325,17 @@ def _adopt_lost_create(ctx: _Context, step: Obj, entry: Obj) -> None:
     after the create): adopt it instead of creating it again."""
     name = builders.step_child_name(ctx.mljob, step, ctx.run, entry["attempts"] + 1)
     if (entry["kind"], name) in ctx.observed:
-        _begin_attempt(entry, name, ctx.now)
-
-
-def _begin_attempt(entry: Obj, child_name: str, now: datetime) -> None:
-    for stale in ("nextAttemptTime", "completionTime", "childSuspended", "details"):
-        entry.pop(stale, None)
-    entry.update(child=child_name, attempts=entry["attempts"] + 1, phase=c.PENDING)
-    entry.update(childState="", message="", startTime=_ts(now))
+        steps.begin_attempt(entry, name, ctx.now)
 
 
 def _attempt_failed(entry: Obj, step: Obj | None, failure: _Failure, now: datetime) -> None:
-    """Record a failed attempt; schedule the next one while retries are left."""
-    attempt, message = entry["attempts"], failure.message or "no message"
-    record = {"attempt": attempt, "child": entry["child"], "message": _line(message)}
-    record["time"] = _ts(now)
-    entry["failures"] = [*(entry.get("failures") or []), record][-c.MAX_FAILURE_HISTORY :]
-    entry.pop("childSuspended", None)
-    entry["childState"] = failure.child_state
+    """Record a failed attempt; schedule the next one while retries are left (`step` None: no
+    retry, the spec no longer has the step or its run is ending)."""
     allowed = 1 + ((step or {}).get("retries") or 0)
-    if attempt < allowed:
-        at = _ts(now + timedelta(seconds=backoff_seconds(step or {}, attempt)))
-        text = f"attempt {attempt} of {allowed} failed: {message}; next attempt at {at}"
-        entry.update(phase=c.RETRYING, nextAttemptTime=at, message=_line(text))
-        return
-    text = message if attempt <= 1 else f"attempt {attempt} of {allowed} failed: {message}"
-    entry.update(phase=c.FAILED, message=_line(text), completionTime=_ts(now))
+    backoff = backoff_seconds(step or {}, entry["attempts"])
+    steps.fail_attempt(
+        entry, failure.child_state, failure.message, allowed=allowed, backoff=backoff, now=now
+    )
 
 
 def backoff_seconds(step: Obj, failed_attempts: int) -> float:
@@ -421,11 +390,8 @@ def _enforce_pipeline_deadline(ctx: _Context, status: Obj, base: Obj) -> list[Ac
     for entry in targets:
         if _has_live_child(entry):
             actions.append(ctx.delete(entry["kind"], entry["child"]))
-        entry.pop("nextAttemptTime", None)
-        entry.pop("childSuspended", None)
         message = f"spec.activeDeadlineSeconds ({limit}s) of the pipeline expired"
-        entry.update(phase=c.FAILED, childState=c.CHILD_STATE_PIPELINE_DEADLINE)
-        entry.update(message=message, completionTime=_ts(ctx.now))
+        steps.cancel(entry, c.CHILD_STATE_PIPELINE_DEADLINE, message, ctx.now)
     return actions
 
 
@@ -438,19 +404,14 @@ def _start_runnable_steps(ctx: _Context, status: Obj) -> list[Action]:
     for step in ctx.spec["steps"]:
         entry = entries[step["name"]]
         ready = all(entries[d]["phase"] == c.SUCCEEDED for d in deps[step["name"]])
-        if not ready or not _waits_for_attempt(entry) or not _retry_due(entry, ctx.now):
+        if not ready or not steps.waits_for_attempt(entry) or not _retry_due(entry, ctx.now):
             continue
         if builders.step_kind(step) == c.RAY_JOB_KIND and ctx.spec.get("rayCluster"):
             actions += _ensure_shared_cluster(ctx, status)
         body = builders.build_step_child(ctx.mljob, step, ctx.run, entry["attempts"] + 1)
         actions.append(Create(body, step["name"]))
-        _begin_attempt(entry, body["metadata"]["name"], ctx.now)
+        steps.begin_attempt(entry, body["metadata"]["name"], ctx.now)
     return actions
-
-
-def _waits_for_attempt(entry: Obj) -> bool:
-    never_started = entry["phase"] == c.PENDING and not entry["attempts"]
-    return never_started or entry["phase"] == c.RETRYING
 
 
 def _retry_due(entry: Obj, now: datetime) -> bool:
@@ -526,7 +487,7 @@ def _cancel(ctx: _Context, live: list[Obj], policy: str) -> list[Action]:
     for entry in live:
         actions.append(ctx.delete(entry["kind"], entry["child"]))
         message = f"cancelled: the spec changed (onSpecChange: {policy})"
-        entry.update(phase=c.FAILED, childState=c.CHILD_STATE_CANCELLED, message=message)
+        steps.cancel(entry, c.CHILD_STATE_CANCELLED, message, ctx.now)
     return actions
 
 
@@ -651,9 +612,8 @@ def _expire_ttl(ctx: _Context, status: Obj, planned: list[Action]) -> list[Actio
     status["childrenDeletedTime"] = _ts(ctx.now)
     for entry in status["steps"]:
         if _has_live_child(entry):  # a parallel branch of a failed run
-            entry.pop("childSuspended", None)
-            entry.update(phase=c.FAILED, childState=c.CHILD_STATE_CANCELLED)
-            entry.update(message="deleted by ttlSecondsAfterFinished", completionTime=_ts(ctx.now))
+            message = "deleted by ttlSecondsAfterFinished"
+            steps.cancel(entry, c.CHILD_STATE_CANCELLED, message, ctx.now)
     if status.get("rayCluster"):
         status["rayCluster"]["state"] = "Deleted"
     already = {(a.kind, a.name) for a in planned if isinstance(a, Delete)}
@@ -889,8 +849,7 @@ def _is_active(entry: Obj) -> bool:
     return entry.get("attempts", 0) > 0 and entry["phase"] in (c.PENDING, c.RUNNING, c.RETRYING)
 
 
-def _has_live_child(entry: Obj) -> bool:
-    return entry.get("attempts", 0) > 0 and entry["phase"] in (c.PENDING, c.RUNNING)
+_has_live_child = steps.has_live_child
 
 
 def _ended(entries: list[Obj]) -> bool:
@@ -913,8 +872,7 @@ def _seconds_since(now: datetime, *stamps: str | None) -> float:
     return (now - since).total_seconds() if since else 0.0
 
 
-def _ts(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+_ts = steps.timestamp
 
 
 def _parse(stamp: str) -> datetime:

@@ -7,7 +7,15 @@ from datetime import UTC, datetime, timedelta
 
 from mljob import constants as c
 from mljob.builders import merge_patch
-from mljob.planner import Create, Delete, Patch, Plan, plan, status_patch
+from mljob.planner import (
+    Create,
+    Delete,
+    Patch,
+    Plan,
+    plan,
+    record_create_rejected,
+    status_patch,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SPARK_DONE = {"applicationState": {"state": "COMPLETED"}, "driverInfo": {}}
@@ -53,6 +61,51 @@ class World:
         assert self.mljob["status"] == result.status
         self.events += result.events
         return result
+
+    def apply_rejecting(
+        self, result: Plan, nth: int, message: str = "exceeded quota"
+    ) -> tuple[Plan, list[str | None]]:
+        """Apply a Plan made at `self.now` like the glue does when the API server refuses its
+        `nth` create (modulo the number of creates; a plan without creates is applied whole):
+        the creates after it are not sent, and the status written is the one of
+        record_create_rejected. Returns that Plan and the skipped creates' steps."""
+        creates = [a for a in result.actions if isinstance(a, Create)]
+        rejected = creates[nth % len(creates)] if creates else None
+        skipped: list[str | None] = []
+        sent = True  # False after the rejected create: the glue sends no further create
+        for action in result.actions:
+            if action is rejected:
+                sent = False
+            elif isinstance(action, Create) and not sent:
+                skipped.append(action.step)
+            else:
+                self._apply(action)
+        old = self.mljob.get("status") or {}
+        if rejected is not None:
+            result = record_create_rejected(
+                old, result.status, rejected.step, message, self.now, skipped
+            )
+        self.mljob["status"] = merge_patch(old, status_patch(old, result.status))
+        assert self.mljob["status"] == result.status
+        self.events += result.events
+        return result, skipped
+
+    def _apply(self, action) -> None:
+        """One action, as the glue applies it (a shared RayCluster may be created again)."""
+        if isinstance(action, Create):
+            key = (action.kind, action.name)
+            again = action.kind == c.RAY_CLUSTER_KIND and key not in self.children
+            assert key not in self.created or again, f"created twice: {key}"
+            self.created.append(key)
+            self.children[key] = copy.deepcopy(action.body)
+        elif isinstance(action, Delete):
+            self.deleted.append((action.kind, action.name))
+            self.children.pop((action.kind, action.name), None)
+        elif isinstance(action, Patch):
+            self.patched.append((action.kind, action.name, action.patch))
+            key = (action.kind, action.name)
+            if key in self.children:
+                self.children[key] = merge_patch(self.children[key], action.patch)
 
     def set_status(self, kind: str, name: str, status: dict) -> None:
         self.children[(kind, name)]["status"] = status
