@@ -292,6 +292,12 @@ def test_every_child_kind_compiles_once_for_the_version_the_builders_write(kind)
     assert validator is schemas.validator_for(kinds.BY_KIND[kind].api_version, kind)
 
 
+def test_preload_compiles_every_child_kind():
+    schemas.validator_for.cache_clear()
+    schemas.preload()
+    assert schemas.validator_for.cache_info().currsize == len(schemas.CHILD_CRD_FILES)
+
+
 def test_a_child_of_another_group_is_refused():
     with pytest.raises(ValueError, match="not example"):
         schemas.validator_for("example.com/v1", c.RAY_JOB_KIND)
