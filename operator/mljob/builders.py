@@ -267,7 +267,9 @@ def _pod_metadata(mljob: Obj, run: int, step_name: str | None) -> Obj:
     return meta
 
 
-def _ray_pod(container: str, image: str | None, env: dict, group: Obj, pod_meta: Obj) -> Obj:
+def _ray_pod(
+    container: str, image: str | None, env: dict[str, str], group: Obj, pod_meta: Obj
+) -> Obj:
     return {
         "metadata": copy.deepcopy(pod_meta),
         "spec": {

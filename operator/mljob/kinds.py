@@ -100,7 +100,7 @@ def of_step(step: Obj) -> ChildKind:
 
 def child_state(child: Obj) -> states.ChildState:
     """A step child's state, by its kind."""
-    kind = BY_KIND.get(child.get("kind"))
+    kind = BY_KIND.get(str(child.get("kind")))
     if kind is None or kind.state is None:
         raise ValueError(f"not a step child kind: {child.get('kind')!r}")
     return kind.state(child)

@@ -39,14 +39,15 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from mljob import builders, messages, naming, states, steps
 from mljob import constants as c
 from mljob.kinds import BY_KIND
+from mljob.status import Condition, MLJobStatus, RunRecord, StepStatus
 from mljob.validation import dependencies, validate
 
 Obj = dict[str, Any]
@@ -62,11 +63,11 @@ class Create:
 
     @property
     def kind(self) -> str:
-        return self.body["kind"]
+        return str(self.body["kind"])
 
     @property
     def name(self) -> str:
-        return self.body["metadata"]["name"]
+        return str(self.body["metadata"]["name"])
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ class Event(NamedTuple):
 @dataclass(frozen=True)
 class Plan:
     actions: list[Action] = field(default_factory=list)
-    status: Obj = field(default_factory=dict)  # the complete new MLJob status
+    status: MLJobStatus = field(default_factory=MLJobStatus)  # the complete new MLJob status
     events: list[Event] = field(default_factory=list)
     # Seconds from `now` until something time-based can change (a retry backoff, a deadline,
     # the TTL): reconcile again then, even if no event comes. None: nothing is scheduled.
@@ -138,22 +139,23 @@ class _Context:
 
     @property
     def spec(self) -> Obj:
-        return self.mljob["spec"]
+        spec: Obj = self.mljob["spec"]
+        return spec
 
     @property
     def namespace(self) -> str:
-        return self.mljob["metadata"].get("namespace", "default")
+        return str(self.mljob["metadata"].get("namespace", "default"))
 
     @property
     def suspended(self) -> bool:
         return bool(self.spec.get("suspend"))
 
-    def step(self, entry: Obj) -> Obj | None:
+    def step(self, entry: StepStatus) -> Obj | None:
         """The spec step of a status entry (None when the spec no longer has it)."""
         step = next((s for s in self.spec["steps"] if s["name"] == entry["name"]), None)
         return step if step and builders.step_kind(step) == entry["kind"] else None
 
-    def child(self, entry: Obj) -> Obj | None:
+    def child(self, entry: StepStatus) -> Obj | None:
         return self.observed.get((entry["kind"], entry["child"]))
 
     def delete(self, kind: str, name: str) -> Delete:
@@ -172,14 +174,16 @@ def plan(mljob: Obj, children: list[Obj], now: datetime) -> Plan:
     the planner fails (or retries) its step. Apply Delete/Patch/Create actions in order, then
     write `status`, then post `events`; reconcile again after `requeue_after` seconds.
     """
-    old = mljob.get("status") or {}
+    old: MLJobStatus = mljob.get("status") or {}
     errors = validate(mljob)
     if errors:
         return _finish(old, _invalid_status(mljob, old, errors), mljob, now)
     ctx = _Context(mljob, _by_key(children), now, run=old.get("run") or 1)
     new_hash = spec_hash(mljob["spec"])
     if not old.get("specHash") or old["specHash"] == new_hash:
-        return _plan_run(ctx, old, {**copy.deepcopy(old), "run": ctx.run, "specHash": new_hash})
+        base = copy.deepcopy(old)
+        base.update({"run": ctx.run, "specHash": new_hash})
+        return _plan_run(ctx, old, base)
     return _plan_spec_change(ctx, old, new_hash)
 
 
@@ -190,7 +194,7 @@ def spec_hash(spec: Obj) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def status_patch(old: Obj, new: Obj) -> Obj:
+def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> Obj:
     """The JSON merge patch (RFC 7386) that turns status `old` into `new`: changed keys, and
     null for every key `new` dropped (a new run drops completionTime, childrenDeletedTime...).
     Send this, not `new` alone, to the status subresource."""
@@ -207,8 +211,8 @@ def status_patch(old: Obj, new: Obj) -> Obj:
 
 
 def record_create_rejected(
-    old: Obj,
-    status: Obj,
+    old: MLJobStatus,
+    status: MLJobStatus,
     rejected: str | None,
     message: str,
     now: datetime,
@@ -221,7 +225,7 @@ def record_create_rejected(
     what `old` had. `rejected` None means the shared RayCluster was refused: the Ray steps that
     needed it fail (without an attempt: their RayJob was never sent)."""
     new = copy.deepcopy(status)
-    cluster = (status.get("rayCluster") or {}).get("name", "")
+    cluster = _cluster_name(status)
     _undo_skipped_starts(new, old, skipped)
     if rejected is None and cluster:
         new["rayCluster"]["state"] = "Rejected"
@@ -237,7 +241,9 @@ def record_create_rejected(
     return Plan([], new, diff_events(old, new))
 
 
-def _undo_skipped_starts(status: Obj, old: Obj, skipped: Sequence[str | None]) -> None:
+def _undo_skipped_starts(
+    status: MLJobStatus, old: MLJobStatus, skipped: Sequence[str | None]
+) -> None:
     """Steps (and the shared RayCluster) whose create was never sent go back to their entry in
     `old` (a fresh one in a new run)."""
     same_run = old.get("run", status.get("run")) == status.get("run")
@@ -257,12 +263,15 @@ def _undo_skipped_starts(status: Obj, old: Obj, skipped: Sequence[str | None]) -
 _CARRIED = ("run", "specHash", "runs", "rayCluster", "resumeTime", "childrenDeletedTime")
 
 
-def _plan_run(ctx: _Context, old: Obj, base: Obj, actions: list[Action] | None = None) -> Plan:
+def _plan_run(
+    ctx: _Context, old: MLJobStatus, base: MLJobStatus, actions: list[Action] | None = None
+) -> Plan:
     """Plan the run in `base` (the previous status of this run, or a fresh one)."""
     ctx.run = base["run"]
     actions = list(actions or [])
     previous = {e["name"]: e for e in base.get("steps") or []}
-    new: Obj = {k: copy.deepcopy(base[k]) for k in _CARRIED if k in base}
+    carried = {k: copy.deepcopy(v) for k, v in base.items() if k in _CARRIED}
+    new = cast(MLJobStatus, carried)
     new["observedGeneration"] = _generation(ctx.mljob)
     new["steps"] = [
         steps.new_entry(step["name"], builders.step_kind(step), previous.get(step["name"]))
@@ -285,14 +294,14 @@ def _plan_run(ctx: _Context, old: Obj, base: Obj, actions: list[Action] | None =
     return replace(result, events=[*result.events, *ctx.events])
 
 
-def _note_resume(ctx: _Context, new: Obj, old: Obj) -> None:
+def _note_resume(ctx: _Context, new: MLJobStatus, old: MLJobStatus) -> None:
     """Deadline clocks restart when a suspended MLJob resumes (status.resumeTime)."""
     if old.get("phase") == c.SUSPENDED and not ctx.suspended:
         new["resumeTime"] = _ts(ctx.now)
 
 
 # --- observing children --------------------------------------------------------------------------
-def _observe(ctx: _Context, entry: Obj, *, retry: bool) -> None:
+def _observe(ctx: _Context, entry: StepStatus, *, retry: bool) -> None:
     """Mirror the entry's child into it; a failed attempt is retried when `retry` and retries
     are left, else it fails the step."""
     step = ctx.step(entry) if retry else None
@@ -305,7 +314,7 @@ def _observe(ctx: _Context, entry: Obj, *, retry: bool) -> None:
         _attempt_failed(entry, step, failure, ctx.now)
 
 
-def _refresh(ctx: _Context, entry: Obj) -> _Failure | None:
+def _refresh(ctx: _Context, entry: StepStatus) -> _Failure | None:
     """Mirror the entry's live child (steps.observe); its failure, or its deletion, is returned
     for `_attempt_failed`."""
     child = ctx.child(entry)
@@ -320,7 +329,7 @@ def _refresh(ctx: _Context, entry: Obj) -> _Failure | None:
     return None
 
 
-def _adopt_lost_create(ctx: _Context, step: Obj, entry: Obj) -> None:
+def _adopt_lost_create(ctx: _Context, step: Obj, entry: StepStatus) -> None:
     """The next attempt's child exists but status does not know it (a status write was lost
     after the create): adopt it instead of creating it again."""
     name = builders.step_child_name(ctx.mljob, step, ctx.run, entry["attempts"] + 1)
@@ -328,7 +337,7 @@ def _adopt_lost_create(ctx: _Context, step: Obj, entry: Obj) -> None:
         steps.begin_attempt(entry, name, ctx.now)
 
 
-def _attempt_failed(entry: Obj, step: Obj | None, failure: _Failure, now: datetime) -> None:
+def _attempt_failed(entry: StepStatus, step: Obj | None, failure: _Failure, now: datetime) -> None:
     """Record a failed attempt; schedule the next one while retries are left (`step` None: no
     retry, the spec no longer has the step or its run is ending)."""
     allowed = 1 + ((step or {}).get("retries") or 0)
@@ -346,7 +355,7 @@ def backoff_seconds(step: Obj, failed_attempts: int) -> float:
 
 
 # --- deadlines -----------------------------------------------------------------------------------
-def _enforce_step_deadlines(ctx: _Context, status: Obj, *, retry: bool) -> list[Action]:
+def _enforce_step_deadlines(ctx: _Context, status: MLJobStatus, *, retry: bool) -> list[Action]:
     if ctx.suspended:
         return []
     actions: list[Action] = []
@@ -359,7 +368,9 @@ def _enforce_step_deadlines(ctx: _Context, status: Obj, *, retry: bool) -> list[
     return actions
 
 
-def _step_deadline_failure(ctx: _Context, status: Obj, step: Obj, entry: Obj) -> _Failure | None:
+def _step_deadline_failure(
+    ctx: _Context, status: MLJobStatus, step: Obj, entry: StepStatus
+) -> _Failure | None:
     if not _has_live_child(entry):
         return None
     elapsed = _seconds_since(ctx.now, entry.get("startTime"), status.get("resumeTime"))
@@ -376,7 +387,9 @@ def _step_deadline_failure(ctx: _Context, status: Obj, step: Obj, entry: Obj) ->
     return None
 
 
-def _enforce_pipeline_deadline(ctx: _Context, status: Obj, base: Obj) -> list[Action]:
+def _enforce_pipeline_deadline(
+    ctx: _Context, status: MLJobStatus, base: MLJobStatus
+) -> list[Action]:
     """spec.activeDeadlineSeconds: fail the run (no retries) and delete its live children."""
     limit = ctx.spec.get("activeDeadlineSeconds")
     entries = status["steps"]
@@ -396,7 +409,7 @@ def _enforce_pipeline_deadline(ctx: _Context, status: Obj, base: Obj) -> list[Ac
 
 
 # --- starting steps ------------------------------------------------------------------------------
-def _start_runnable_steps(ctx: _Context, status: Obj) -> list[Action]:
+def _start_runnable_steps(ctx: _Context, status: MLJobStatus) -> list[Action]:
     """Create the first attempt of steps whose dependencies succeeded, and due retries."""
     entries = {e["name"]: e for e in status["steps"]}
     deps = dependencies(ctx.spec["steps"])
@@ -414,13 +427,13 @@ def _start_runnable_steps(ctx: _Context, status: Obj) -> list[Action]:
     return actions
 
 
-def _retry_due(entry: Obj, now: datetime) -> bool:
+def _retry_due(entry: StepStatus, now: datetime) -> bool:
     at = entry.get("nextAttemptTime")
     return not at or _parse(at) <= now
 
 
 # --- suspend and resume --------------------------------------------------------------------------
-def _suspend_or_resume(ctx: _Context, entries: list[Obj]) -> list[Action]:
+def _suspend_or_resume(ctx: _Context, entries: list[StepStatus]) -> list[Action]:
     """Patch live children's spec.suspend to follow spec.suspend, where their kind allows it."""
     actions: list[Action] = []
     for entry in entries:
@@ -440,7 +453,7 @@ def _suspend_or_resume(ctx: _Context, entries: list[Obj]) -> list[Action]:
     return actions
 
 
-def _suspendable(ctx: _Context, entry: Obj) -> bool:
+def _suspendable(ctx: _Context, entry: StepStatus) -> bool:
     """SparkApplication: always. RayJob: only with shutdownAfterJobFinishes and its own
     cluster (KubeRay refuses otherwise). Never with a Kueue queue label: Kueue owns suspend."""
     if c.KUEUE_QUEUE_LABEL in (ctx.spec.get("labels") or {}):
@@ -455,9 +468,9 @@ def _suspendable(ctx: _Context, entry: Obj) -> bool:
 
 
 # --- spec changes and runs -----------------------------------------------------------------------
-def _plan_spec_change(ctx: _Context, old: Obj, new_hash: str) -> Plan:
+def _plan_spec_change(ctx: _Context, old: MLJobStatus, new_hash: str) -> Plan:
     """The spec changed: finish or cancel the current run, then start the next one."""
-    draining: Obj = copy.deepcopy(old)
+    draining: MLJobStatus = copy.deepcopy(old)
     draining["observedGeneration"] = _generation(ctx.mljob)
     for entry in draining.get("steps") or []:
         _observe(ctx, entry, retry=False)
@@ -473,7 +486,7 @@ def _plan_spec_change(ctx: _Context, old: Obj, new_hash: str) -> Plan:
         return _finish(old, status, ctx.mljob, ctx.now, actions, _next_wakeup(ctx, status))
     actions += _cancel(ctx, live, policy)
     actions += _delete_old_cluster(ctx, draining)
-    base = {
+    base: MLJobStatus = {
         "run": ctx.run + 1,
         "specHash": new_hash,
         "runs": [*(old.get("runs") or []), _run_record(draining, ctx.now)][-c.MAX_RUN_HISTORY :],
@@ -482,7 +495,7 @@ def _plan_spec_change(ctx: _Context, old: Obj, new_hash: str) -> Plan:
     return _plan_run(ctx, old, base, actions)
 
 
-def _cancel(ctx: _Context, live: list[Obj], policy: str) -> list[Action]:
+def _cancel(ctx: _Context, live: list[StepStatus], policy: str) -> list[Action]:
     actions: list[Action] = []
     for entry in live:
         actions.append(ctx.delete(entry["kind"], entry["child"]))
@@ -491,14 +504,14 @@ def _cancel(ctx: _Context, live: list[Obj], policy: str) -> list[Action]:
     return actions
 
 
-def _delete_old_cluster(ctx: _Context, status: Obj) -> list[Action]:
-    name = (status.get("rayCluster") or {}).get("name")
+def _delete_old_cluster(ctx: _Context, status: MLJobStatus) -> list[Action]:
+    name = _cluster_name(status)
     if name and (c.RAY_CLUSTER_KIND, name) in ctx.observed:
         return [ctx.delete(c.RAY_CLUSTER_KIND, name)]
     return []
 
 
-def _run_record(status: Obj, now: datetime) -> Obj:
+def _run_record(status: MLJobStatus, now: datetime) -> RunRecord:
     """The summary of an ended run kept in status.runs."""
     entries = status.get("steps") or []
     failed = [e for e in entries if e["phase"] == c.FAILED]
@@ -509,15 +522,19 @@ def _run_record(status: Obj, now: datetime) -> Obj:
         phase, message = c.FAILED, _failure_message(own_failures[0])
     else:
         phase, message = c.CANCELLED, "ended by a spec change before it finished"
-    record = {"run": status.get("run") or 1, "phase": phase, "message": _clip(message)}
+    record: RunRecord = {
+        "run": status.get("run") or 1,
+        "phase": phase,
+        "message": _clip(message),
+        "completionTime": status.get("completionTime") or _ts(now),
+    }
     if status.get("startTime"):
         record["startTime"] = status["startTime"]
-    record["completionTime"] = status.get("completionTime") or _ts(now)
     return record
 
 
 # --- shared RayCluster ---------------------------------------------------------------------------
-def _ensure_shared_cluster(ctx: _Context, status: Obj) -> list[Action]:
+def _ensure_shared_cluster(ctx: _Context, status: MLJobStatus) -> list[Action]:
     name = naming.ray_cluster_name(ctx.mljob["metadata"]["name"], ctx.run)
     if status.get("rayCluster", {}).get("name") == name:
         return []  # created before (maybe not observed yet): never twice
@@ -527,7 +544,7 @@ def _ensure_shared_cluster(ctx: _Context, status: Obj) -> list[Action]:
     return [Create(builders.build_ray_cluster(ctx.mljob, ctx.run))]
 
 
-def _track_shared_cluster(ctx: _Context, status: Obj) -> list[Action]:
+def _track_shared_cluster(ctx: _Context, status: MLJobStatus) -> list[Action]:
     shared = status.get("rayCluster")
     if not shared:
         return []
@@ -548,7 +565,7 @@ def _track_shared_cluster(ctx: _Context, status: Obj) -> list[Action]:
     return []
 
 
-def _notice_lost_cluster(ctx: _Context, status: Obj) -> list[Action]:
+def _notice_lost_cluster(ctx: _Context, status: MLJobStatus) -> list[Action]:
     """The shared RayCluster was deleted by someone else while the run still needs it: the Ray
     steps running on it lose their attempt (retried while retries allow, like a deleted step
     child), and the next Ray step creates it again under the same name."""
@@ -574,7 +591,7 @@ def _notice_lost_cluster(ctx: _Context, status: Obj) -> list[Action]:
     return actions
 
 
-def _suspend_or_resume_cluster(ctx: _Context, status: Obj) -> list[Action]:
+def _suspend_or_resume_cluster(ctx: _Context, status: MLJobStatus) -> list[Action]:
     """Suspend the shared RayCluster (its pods go, GPUs included) while the MLJob is suspended
     and no Ray job runs on it; resume it with the MLJob, before the next Ray step starts.
     KubeRay cannot suspend a RayJob on a shared cluster, so a running one keeps it up."""
@@ -603,7 +620,7 @@ def _suspend_or_resume_cluster(ctx: _Context, status: Obj) -> list[Action]:
 
 
 # --- TTL -----------------------------------------------------------------------------------------
-def _expire_ttl(ctx: _Context, status: Obj, planned: list[Action]) -> list[Action]:
+def _expire_ttl(ctx: _Context, status: MLJobStatus, planned: list[Action]) -> list[Action]:
     """ttlSecondsAfterFinished: once the run ended and the TTL passed, delete every child of
     this MLJob (every run), once. The MLJob and its status stay."""
     due = _ttl_due_at(ctx, status)
@@ -622,7 +639,7 @@ def _expire_ttl(ctx: _Context, status: Obj, planned: list[Action]) -> list[Actio
     ]
 
 
-def _ttl_due_at(ctx: _Context, status: Obj) -> datetime | None:
+def _ttl_due_at(ctx: _Context, status: MLJobStatus) -> datetime | None:
     ttl = ctx.spec.get("ttlSecondsAfterFinished")
     if ttl is None or status.get("childrenDeletedTime") or not status.get("completionTime"):
         return None
@@ -630,7 +647,7 @@ def _ttl_due_at(ctx: _Context, status: Obj) -> datetime | None:
 
 
 # --- when to look again --------------------------------------------------------------------------
-def _next_wakeup(ctx: _Context, status: Obj) -> float | None:
+def _next_wakeup(ctx: _Context, status: MLJobStatus) -> float | None:
     """Seconds until the earliest backoff expiry, deadline or TTL still ahead."""
     moments = [_ttl_due_at(ctx, status)]
     if not ctx.suspended:
@@ -641,25 +658,25 @@ def _next_wakeup(ctx: _Context, status: Obj) -> float | None:
     return min(ahead) if ahead else None
 
 
-def _retry_pending(entry: Obj) -> bool:
+def _retry_pending(entry: StepStatus) -> bool:
     return entry["phase"] == c.RETRYING and bool(entry.get("nextAttemptTime"))
 
 
-def _step_deadline_at(ctx: _Context, status: Obj, entry: Obj) -> datetime | None:
+def _step_deadline_at(ctx: _Context, status: MLJobStatus, entry: StepStatus) -> datetime | None:
     step = ctx.step(entry)
     if step is None or not _has_live_child(entry):
         return None
-    limits = [step.get("activeDeadlineSeconds")]
+    names = ["activeDeadlineSeconds"]
     if entry["phase"] == c.PENDING:
-        limits.append(step.get("startDeadlineSeconds"))
-    limits = [x for x in limits if x]
+        names.append("startDeadlineSeconds")
+    limits: list[int] = [step[name] for name in names if step.get(name)]
     if not limits:
         return None
     since = _since(entry.get("startTime"), status.get("resumeTime"))
     return since + timedelta(seconds=min(limits)) if since else None
 
 
-def _pipeline_deadline_at(ctx: _Context, status: Obj) -> datetime | None:
+def _pipeline_deadline_at(ctx: _Context, status: MLJobStatus) -> datetime | None:
     limit = ctx.spec.get("activeDeadlineSeconds")
     if not limit or status["phase"] in c.TERMINAL_PHASES:
         return None
@@ -668,7 +685,7 @@ def _pipeline_deadline_at(ctx: _Context, status: Obj) -> datetime | None:
 
 
 # --- pipeline summary and conditions -------------------------------------------------------------
-def _verdict(entries: list[Obj], suspended: bool) -> _Verdict:
+def _verdict(entries: list[StepStatus], suspended: bool) -> _Verdict:
     failed = [e for e in entries if e["phase"] == c.FAILED]
     done = sum(e["phase"] == c.SUCCEEDED for e in entries)
     active = ",".join(e["name"] for e in entries if _is_active(e))
@@ -688,11 +705,12 @@ def _verdict(entries: list[Obj], suspended: bool) -> _Verdict:
     return _Verdict(c.PENDING, c.REASON_PENDING, "waiting to start", "")
 
 
-def _summarize(new: Obj, old: Obj, verdict: _Verdict, now: datetime) -> Obj:
+def _summarize(new: MLJobStatus, old: MLJobStatus, verdict: _Verdict, now: datetime) -> MLJobStatus:
     """Fill phase, progress, currentStep, message, times and conditions."""
     entries = new.get("steps") or []
     done = sum(e["phase"] == c.SUCCEEDED for e in entries)
-    new.update(phase=verdict.phase, currentStep=verdict.current, progress=f"{done}/{len(entries)}")
+    new.update({"phase": verdict.phase, "currentStep": verdict.current})
+    new["progress"] = f"{done}/{len(entries)}"
     new["message"] = verdict.message
     _set_times(new, old, now)
     generation = new["observedGeneration"]
@@ -702,20 +720,20 @@ def _summarize(new: Obj, old: Obj, verdict: _Verdict, now: datetime) -> Obj:
     return new
 
 
-def _invalid_status(mljob: Obj, old: Obj, errors: list[str]) -> Obj:
+def _invalid_status(mljob: Obj, old: MLJobStatus, errors: list[str]) -> MLJobStatus:
     kept = (*_CARRIED, "steps")
-    status = {k: copy.deepcopy(v) for k, v in old.items() if k in kept}
-    steps = status.setdefault("steps", [])
+    status = cast(MLJobStatus, {k: copy.deepcopy(v) for k, v in old.items() if k in kept})
+    entries = status.setdefault("steps", [])
     message = _clip("invalid spec: " + "; ".join(errors))
-    status.update(observedGeneration=_generation(mljob), phase=c.FAILED, message=message)
-    done = sum(e.get("phase") == c.SUCCEEDED for e in steps)
-    status.update(currentStep="", progress=f"{done}/{len(steps)}")
+    status.update({"observedGeneration": _generation(mljob), "phase": c.FAILED})
+    done = sum(e.get("phase") == c.SUCCEEDED for e in entries)
+    status.update({"message": message, "currentStep": "", "progress": f"{done}/{len(entries)}"})
     return status
 
 
 def _finish(
-    old: Obj,
-    new: Obj,
+    old: MLJobStatus,
+    new: MLJobStatus,
     mljob: Obj,
     now: datetime,
     actions: list[Action] | None = None,
@@ -729,7 +747,7 @@ def _finish(
     return Plan(actions or [], new, diff_events(old, new), requeue_after)
 
 
-def _set_times(new: Obj, old: Obj, now: datetime) -> None:
+def _set_times(new: MLJobStatus, old: MLJobStatus, now: datetime) -> None:
     started = old.get("startTime") or (_ts(now) if new["phase"] != c.PENDING else None)
     new.pop("startTime", None)
     new.pop("completionTime", None)
@@ -751,20 +769,22 @@ _CONDITION_TABLE = {
 
 
 def conditions(
-    phase: str, reason: str, message: str, generation: int, old: Obj, now: datetime
-) -> list[Obj]:
+    phase: str, reason: str, message: str, generation: int, old: MLJobStatus, now: datetime
+) -> list[Condition]:
     """metav1.Conditions for the phase; lastTransitionTime survives when a status is unchanged."""
     previous = {x["type"]: x for x in old.get("conditions") or []}
-    result = []
+    result: list[Condition] = []
     for kind, value in zip(c.CONDITION_TYPES, _CONDITION_TABLE[phase], strict=True):
-        before = previous.get(kind, {})
-        changed = before.get("status") != value
+        before = previous.get(kind)
+        changed = before is None or before["status"] != value
         result.append(
             {
                 "type": kind,
                 "status": value,
                 "observedGeneration": generation,
-                "lastTransitionTime": _ts(now) if changed else before["lastTransitionTime"],
+                "lastTransitionTime": _ts(now)
+                if changed or not before
+                else before["lastTransitionTime"],
                 "reason": reason,
                 "message": message,
             }
@@ -782,7 +802,7 @@ _OUTCOME = {
 }
 
 
-def _failure_reason(entry: Obj) -> str:
+def _failure_reason(entry: StepStatus) -> str:
     if entry["childState"] == c.CHILD_STATE_PIPELINE_DEADLINE:
         return c.REASON_DEADLINE_EXCEEDED
     # metav1.Condition reasons allow [A-Za-z0-9_,:] only: CamelCase the step name.
@@ -790,13 +810,13 @@ def _failure_reason(entry: Obj) -> str:
     return f"Step{camel}{entry['kind']}{_OUTCOME.get(entry['childState'], 'Failed')}"
 
 
-def _failure_message(entry: Obj) -> str:
+def _failure_message(entry: StepStatus) -> str:
     child = f"{entry['kind']} {entry['child']}".strip()
     return _line(f"step {entry['name']} ({child}) failed: {entry['message'] or 'no message'}")
 
 
 # --- events ------------------------------------------------------------------------------------
-def diff_events(old: Obj, new: Obj) -> list[Event]:
+def diff_events(old: MLJobStatus, new: MLJobStatus) -> list[Event]:
     """Kubernetes Events for what changed between two statuses (none when nothing did)."""
     events: list[Event] = []
     same_run = old.get("run", new.get("run")) == new.get("run")
@@ -806,9 +826,8 @@ def diff_events(old: Obj, new: Obj) -> list[Event]:
         )
     before = {e["name"]: e for e in old.get("steps") or []} if same_run else {}
     for entry in new.get("steps") or []:
-        events += _step_events(before.get(entry["name"], {}), entry)
-    old_cluster = (old.get("rayCluster") or {}).get("name")
-    new_cluster = (new.get("rayCluster") or {}).get("name")
+        events += _step_events(before.get(entry["name"]), entry)
+    old_cluster, new_cluster = _cluster_name(old), _cluster_name(new)
     if new_cluster and new_cluster != old_cluster:
         events.append(Event("Normal", c.EVENT_RAY_CLUSTER_CREATED, f"RayCluster {new_cluster}"))
     if new.get("childrenDeletedTime") and not old.get("childrenDeletedTime"):
@@ -821,12 +840,12 @@ def diff_events(old: Obj, new: Obj) -> list[Event]:
     return events
 
 
-def _step_events(before: Obj, entry: Obj) -> list[Event]:
+def _step_events(before: StepStatus | None, entry: StepStatus) -> list[Event]:
     name, child = entry["name"], f"{entry['kind']} {entry['child']}"
     events = []
-    if entry.get("attempts", 0) > before.get("attempts", 0):
+    if entry["attempts"] > (before["attempts"] if before else 0):
         events.append(Event("Normal", c.EVENT_STEP_STARTED, f"step {name}: created {child}"))
-    if entry["phase"] != before.get("phase"):
+    if entry["phase"] != (before["phase"] if before else None):
         if entry["phase"] == c.SUCCEEDED:
             events.append(Event("Normal", c.EVENT_STEP_SUCCEEDED, f"step {name}: {child} done"))
         elif entry["phase"] in (c.FAILED, c.RETRYING):
@@ -840,11 +859,16 @@ def _step_events(before: Obj, entry: Obj) -> list[Event]:
 
 
 # --- helpers -----------------------------------------------------------------------------------
+def _cluster_name(status: MLJobStatus) -> str:
+    shared = status.get("rayCluster")
+    return shared["name"] if shared else ""
+
+
 def _by_key(children: list[Obj]) -> dict[ChildKey, Obj]:
     return {(ch.get("kind", ""), ch["metadata"]["name"]): ch for ch in children}
 
 
-def _is_active(entry: Obj) -> bool:
+def _is_active(entry: StepStatus) -> bool:
     """Started and not ended (a live child, or waiting for its next attempt)."""
     return entry.get("attempts", 0) > 0 and entry["phase"] in (c.PENDING, c.RUNNING, c.RETRYING)
 
@@ -852,7 +876,7 @@ def _is_active(entry: Obj) -> bool:
 _has_live_child = steps.has_live_child
 
 
-def _ended(entries: list[Obj]) -> bool:
+def _ended(entries: list[StepStatus]) -> bool:
     failed = any(e["phase"] == c.FAILED for e in entries)
     return failed or all(e["phase"] == c.SUCCEEDED for e in entries)
 

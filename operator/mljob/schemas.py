@@ -133,7 +133,8 @@ def preload() -> None:
 
 def compile_schema(openapi: Obj) -> jsonschema.protocols.Validator:
     """A validator for a CRD version's openAPIV3Schema, with the Kubernetes rules."""
-    return _Validator(to_json_schema(openapi, root=True))
+    validator: jsonschema.protocols.Validator = _Validator(to_json_schema(openapi, root=True))
+    return validator
 
 
 def to_json_schema(schema: Obj, *, root: bool = False) -> Obj:
@@ -231,7 +232,7 @@ def _unique_list_map_keys(
         seen.setdefault(key, i)
 
 
-_Validator = jsonschema.validators.extend(
+_Validator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
     jsonschema.Draft202012Validator, validators={_LIST_MAP_KEYS: _unique_list_map_keys}
 )
 
@@ -254,9 +255,13 @@ def _json_type(value: Any) -> str:
 def _explain(error: ValidationError) -> Iterator[SchemaError]:
     """A jsonschema error in validation.py's terms; unknown and missing fields name the field."""
     path = tuple(error.absolute_path)
-    kind, value, instance = error.validator, error.validator_value, error.instance
+    # jsonschema types these as possibly unset; in an error from a validation they are set.
+    kind: Any = error.validator
+    value: Any = error.validator_value
+    instance: Any = error.instance
+    schema: Any = error.schema
     if kind == "additionalProperties" and value is False:
-        known = error.schema.get("properties") or {}
+        known = schema.get("properties") or {}
         for key in instance:
             if key not in known:
                 yield SchemaError((*path, key), "unknown field", kind)

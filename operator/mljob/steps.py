@@ -46,13 +46,12 @@ from __future__ import annotations
 
 import copy
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from mljob import constants as c
 from mljob import messages
 from mljob.states import ChildState
-
-Obj = dict[str, Any]
+from mljob.status import FailureRecord, StepStatus
 
 # Events (the columns of the table above).
 START = "start"
@@ -106,39 +105,46 @@ class IllegalTransition(RuntimeError):
     """A step phase change outside TRANSITIONS: a bug in the planner."""
 
 
-def new_entry(name: str, kind: str, previous: Obj | None) -> Obj:
+def new_entry(name: str, kind: str, previous: StepStatus | None) -> StepStatus:
     """A step's status entry, continued from `previous` (same kind) if it has one, else Pending
     before its first attempt."""
-    entry: Obj = {"name": name, "kind": kind, "child": "", "phase": c.PENDING}
-    entry.update({"childState": "", "attempts": 0, "message": ""})
+    entry: StepStatus = {
+        "name": name,
+        "kind": kind,
+        "child": "",
+        "phase": c.PENDING,
+        "childState": "",
+        "attempts": 0,
+        "message": "",
+    }
     if previous and previous.get("kind") == kind:
         entry.update(copy.deepcopy(previous))
     return entry
 
 
-def waits_for_attempt(entry: Obj) -> bool:
+def waits_for_attempt(entry: StepStatus) -> bool:
     """Pending before its first attempt, or Retrying: the next start creates its child."""
     never_started = entry["phase"] == c.PENDING and not entry["attempts"]
     return never_started or entry["phase"] == c.RETRYING
 
 
-def has_live_child(entry: Obj) -> bool:
+def has_live_child(entry: StepStatus) -> bool:
     return entry.get("attempts", 0) > 0 and entry["phase"] in (c.PENDING, c.RUNNING)
 
 
 # --- transitions -------------------------------------------------------------------------------
-def begin_attempt(entry: Obj, child_name: str, now: datetime) -> None:
+def begin_attempt(entry: StepStatus, child_name: str, now: datetime) -> None:
     """start: the next attempt's child `child_name` was created (or adopted)."""
     if not waits_for_attempt(entry):
         raise IllegalTransition(
             f"step {entry['name']}: start while {entry['phase']} with attempt {entry['attempts']}"
         )
     _move(entry, START, drops=_START_DROPS)
-    entry.update(child=child_name, attempts=entry["attempts"] + 1)
-    entry.update(childState="", message="", startTime=timestamp(now))
+    entry.update({"child": child_name, "attempts": entry["attempts"] + 1})
+    entry.update({"childState": "", "message": "", "startTime": timestamp(now)})
 
 
-def observe(entry: Obj, state: ChildState, now: datetime) -> None:
+def observe(entry: StepStatus, state: ChildState, now: datetime) -> None:
     """childPending, childRunning, childSucceeded: mirror the live child's state. A Failed
     child is an attempt failure: `mirror_failure`, then `fail_attempt`."""
     if state.phase == c.SUCCEEDED:
@@ -151,7 +157,7 @@ def observe(entry: Obj, state: ChildState, now: datetime) -> None:
     _mirror(entry, state)
 
 
-def succeed(entry: Obj, state: ChildState, now: datetime) -> None:
+def succeed(entry: StepStatus, state: ChildState, now: datetime) -> None:
     """childSucceeded: the step is done; it never runs again in this run."""
     _require_live_child(entry)
     _move(entry, CHILD_SUCCEEDED)
@@ -159,21 +165,31 @@ def succeed(entry: Obj, state: ChildState, now: datetime) -> None:
     entry["completionTime"] = timestamp(now)
 
 
-def mirror_failure(entry: Obj, state: ChildState) -> None:
+def mirror_failure(entry: StepStatus, state: ChildState) -> None:
     """The child failed: keep its longer text (`details`) for the failure that follows."""
     _require_live_child(entry)
     _set_details(entry, state.details)
 
 
 def fail_attempt(
-    entry: Obj, child_state: str, message: str, *, allowed: int, backoff: float, now: datetime
+    entry: StepStatus,
+    child_state: str,
+    message: str,
+    *,
+    allowed: int,
+    backoff: float,
+    now: datetime,
 ) -> None:
     """The current attempt failed: record it in failures[], then retry after `backoff` seconds
     while fewer than `allowed` attempts were made, else fail the step."""
     _require_live_child(entry)
     attempt, message = entry["attempts"], message or "no message"
-    record = {"attempt": attempt, "child": entry["child"], "message": _line(message)}
-    record["time"] = timestamp(now)
+    record: FailureRecord = {
+        "attempt": attempt,
+        "child": entry["child"],
+        "message": _line(message),
+        "time": timestamp(now),
+    }
     entry["failures"] = [*(entry.get("failures") or []), record][-c.MAX_FAILURE_HISTORY :]
     if attempt < allowed:
         at = timestamp(now + timedelta(seconds=backoff))
@@ -184,58 +200,59 @@ def fail_attempt(
     fail(entry, child_state, _line(text), now)
 
 
-def schedule_retry(entry: Obj, child_state: str, message: str, at: str) -> None:
+def schedule_retry(entry: StepStatus, child_state: str, message: str, at: str) -> None:
     """retry: wait in Retrying until `at` (status.steps[].nextAttemptTime), then start again."""
     _require_live_child(entry)
     _move(entry, RETRY)
-    entry.update(childState=child_state, message=message, nextAttemptTime=at)
+    entry.update({"childState": child_state, "message": message, "nextAttemptTime": at})
 
 
-def fail(entry: Obj, child_state: str, message: str, now: datetime) -> None:
+def fail(entry: StepStatus, child_state: str, message: str, now: datetime) -> None:
     """fail: the last attempt failed; the step and the run are Failed."""
     _require_live_child(entry)
     _move(entry, FAIL)
-    entry.update(childState=child_state, message=message, completionTime=timestamp(now))
+    entry.update({"childState": child_state, "message": message, "completionTime": timestamp(now)})
 
 
-def cancel(entry: Obj, child_state: str, message: str, now: datetime) -> None:
+def cancel(entry: StepStatus, child_state: str, message: str, now: datetime) -> None:
     """cancel: the operator ends a step that has not ended (its live child is deleted by the
     caller): `child_state` says why (constants.CHILD_STATE_CANCELLED, _PIPELINE_DEADLINE)."""
     _move(entry, CANCEL)
-    entry.update(childState=child_state, message=message, completionTime=timestamp(now))
+    entry.update({"childState": child_state, "message": message, "completionTime": timestamp(now)})
 
 
-def reject(entry: Obj, message: str, now: datetime) -> None:
+def reject(entry: StepStatus, message: str, now: datetime) -> None:
     """reject: the API server refused a create this step needed; no retry (the same body would
     be refused again)."""
     _move(entry, REJECT)
-    entry.update(childState=c.CHILD_STATE_CREATE_REJECTED, message=message)
+    entry.update({"childState": c.CHILD_STATE_CREATE_REJECTED, "message": message})
     entry["completionTime"] = timestamp(now)
 
 
 # --- helpers -----------------------------------------------------------------------------------
-def _move(entry: Obj, event: str, drops: tuple[str, ...] | None = None) -> None:
+def _move(entry: StepStatus, event: str, drops: tuple[str, ...] | None = None) -> None:
     """The one place a step's phase changes: check the table, set the phase, drop what the new
     phase must not carry."""
     to = TRANSITIONS.get((entry["phase"], event))
     if to is None:
         raise IllegalTransition(f"step {entry['name']}: no {event} from {entry['phase']}")
+    fields = cast(dict[str, Any], entry)  # the dropped keys are all optional ones
     for stale in _DROPS[to] if drops is None else drops:
-        entry.pop(stale, None)
+        fields.pop(stale, None)
     entry["phase"] = to
 
 
-def _require_live_child(entry: Obj) -> None:
+def _require_live_child(entry: StepStatus) -> None:
     if not has_live_child(entry):
         raise IllegalTransition(f"step {entry['name']}: no live child while {entry['phase']}")
 
 
-def _mirror(entry: Obj, state: ChildState) -> None:
-    entry.update(childState=state.raw, message=_line(state.message))
+def _mirror(entry: StepStatus, state: ChildState) -> None:
+    entry.update({"childState": state.raw, "message": _line(state.message)})
     _set_details(entry, state.details)
 
 
-def _set_details(entry: Obj, details: str) -> None:
+def _set_details(entry: StepStatus, details: str) -> None:
     if details:  # the child's longer text, kept once (docs/lifecycle.md)
         entry["details"] = details
     else:

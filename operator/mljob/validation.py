@@ -214,7 +214,7 @@ def _check_steps(spec: Obj) -> Iterator[str]:
         yield from _check_dependencies(steps, names)
 
 
-def _check_step(step: Obj, path: str, earlier_names: list, spec: Obj) -> Iterator[str]:
+def _check_step(step: Obj, path: str, earlier_names: list[Any], spec: Obj) -> Iterator[str]:
     name = step.get("name")
     if not isinstance(name, str) or not name:
         yield f"{path}.name: required"
@@ -240,7 +240,7 @@ def _check_step(step: Obj, path: str, earlier_names: list, spec: Obj) -> Iterato
         yield from _check_ray_step(step["ray"], f"{path}.ray", spec)
 
 
-def _check_dependencies(steps: list[Obj], names: list) -> Iterator[str]:
+def _check_dependencies(steps: list[Obj], names: list[Any]) -> Iterator[str]:
     known = {n for n in names if isinstance(n, str)}
     for i, step in enumerate(steps):
         deps = step.get("dependsOn")
