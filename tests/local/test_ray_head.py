@@ -5,12 +5,17 @@ to drain the node through a GCS that got the same SIGTERM), its folder and token
 from __future__ import annotations
 
 import os
+import re
+import signal
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from mljob.local import plan
+from mljob.local.processes import environ_has
 from mljob.local.ray_head import LocalRay
 
 from .conftest import descendants, listeners
@@ -19,18 +24,34 @@ from .conftest import descendants, listeners
 def test_local_ray_listens_on_loopback_and_leaves_nothing(tmp_path: Path) -> None:
     ray = LocalRay(tmp_path / "ray-head.log", cpus=1)
     group = ray._process.pid
+    # Like a Ray worker: its own process group, the run's environment; blocks on stdin.
+    straggler = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"],
+        env=ray.process_env(os.environ),
+        stdin=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         found = listeners(descendants(group) | {group})
         assert int(ray.address.rsplit(":", 1)[1]) in {s.port for s in found}
         assert all(s.on_loopback for s in found), "\n".join(map(str, found))
         assert stat.S_IMODE(ray.token_file.stat().st_mode) == 0o600
         assert stat.S_IMODE(ray.run_dir.stat().st_mode) == 0o700
-        assert "Local node IP: 127.0.0.1" in ray.log_file.read_text()
+        log = re.sub(r"\x1b\[[0-9;]*m", "", ray.log_file.read_text())  # Ray's colours, if any
+        assert "Local node IP: 127.0.0.1" in log
     finally:
         assert ray.stop(), "Ray ignored SIGTERM for the whole grace period (draining the node?)"
     with pytest.raises(ProcessLookupError):
         os.killpg(group, 0)
+    assert straggler.wait(timeout=10) == -signal.SIGKILL, "a process of the run outlived it"
     assert not ray.run_dir.exists(), "Ray's session files and the token are left behind"
+
+
+def test_environ_has_matches_whole_entries_only() -> None:
+    environ = b"PATH=/bin\0RAY_AUTH_TOKEN_PATH=/tmp/mljob-ray-ab/auth_token\0"
+    assert environ_has(environ, "RAY_AUTH_TOKEN_PATH=/tmp/mljob-ray-ab/auth_token")
+    assert not environ_has(environ, "RAY_AUTH_TOKEN_PATH=/tmp/mljob-ray-a")
+    assert not environ_has(b"", "PATH=/bin")  # a zombie's environment
 
 
 def test_ray_process_env_points_at_the_runs_token_only(tmp_path: Path) -> None:

@@ -70,6 +70,43 @@ def _wait_group_gone(pgid: int, timeout: float) -> None:
         time.sleep(0.05)
 
 
+def stop_processes_with_env(entry: str, timeout: float = STOP_GRACE_SECONDS) -> list[int]:
+    """SIGKILL every process whose environment holds `entry` ("NAME=value") until none is left
+    (or `timeout`); returns the ones found. For processes that left our process groups (Ray's
+    workers lead their own) but inherited a variable unique to the run."""
+    found: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while (pids := pids_with_env(entry)) and time.monotonic() < deadline:
+        found.update(pids)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)  # until they are gone (a zombie's environment reads empty)
+    return sorted(found)
+
+
+def pids_with_env(entry: str, proc: Path = Path("/proc")) -> list[int]:
+    """Live processes whose environment (/proc/<pid>/environ; Linux) holds `entry`."""
+    if not proc.is_dir():
+        return []
+    found = []
+    for process in proc.iterdir():
+        if not process.name.isdigit() or int(process.name) == os.getpid():
+            continue
+        try:
+            environ = (process / "environ").read_bytes()
+        except OSError:  # ended meanwhile, or not ours
+            continue
+        if environ_has(environ, entry):
+            found.append(int(process.name))
+    return found
+
+
+def environ_has(environ: bytes, entry: str) -> bool:
+    """Whether a NUL-separated environment block holds exactly `entry` ("NAME=value")."""
+    return entry.encode() in environ.split(b"\0")
+
+
 def log_tail(log_file: Path, lines: int = 30) -> list[str]:
     if not log_file.exists():
         return []

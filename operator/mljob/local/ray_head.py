@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mljob.local import plan
 from mljob.local.errors import LocalRunError
-from mljob.local.processes import GroupProcess, log_tail
+from mljob.local.processes import GroupProcess, log_tail, stop_processes_with_env
 
 READY_MARKER = "Ray runtime started"
 # On SIGTERM, `ray start --block` first asks the GCS to drain the node (for Serve, up to 30 s).
@@ -67,6 +67,10 @@ class LocalRay:
         try:
             return self._process.stop()
         finally:
+            # Ray's workers lead their own process groups: they end with the raylet, but one
+            # being started just then can outlive it and recreate the temp folder. Every Ray
+            # process has the run's token path in its environment.
+            stop_processes_with_env(f"{plan.RAY_TOKEN_PATH_ENV}={self.token_file}")
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
