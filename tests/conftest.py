@@ -60,8 +60,42 @@ def operator_process(control_plane: ControlPlane, tmp_path_factory) -> Iterator:
     process = OperatorProcess(control_plane, log, namespaces=[f"{SHARED_OPERATOR_PREFIX}*"])
     try:
         process.start()
+        with control_plane.api_client() as client:
+            _wait_until_it_serves_new_namespaces(client)
     except ProcessError as error:
         pytest.fail(f"cannot start the operator: {error}", pytrace=False)
     yield process
     process.stop()
     print(f"operator log: {log}")
+
+
+def _wait_until_it_serves_new_namespaces(api_client, timeout: float = 90) -> None:
+    """kopf answers /healthz before its namespace watch runs, and a namespace created in that
+    moment is never served. Create probe namespaces until the operator reconciles an MLJob in
+    one (its status is written): from then on it serves every new namespace."""
+    import time
+
+    from kubernetes import client
+
+    from mljob.testing.corpus import mljob, spark_step
+
+    core, custom = client.CoreV1Api(api_client), client.CustomObjectsApi(api_client)
+    deadline = time.monotonic() + timeout
+    while True:
+        name = f"{SHARED_OPERATOR_PREFIX}probe-{uuid.uuid4().hex[:8]}"
+        core.create_namespace({"metadata": {"name": name}})
+        probe = mljob([spark_step("probe")])
+        probe["metadata"] = {"name": "probe"}
+        custom.create_namespaced_custom_object("mljob.io", "v1alpha1", name, "mljobs", probe)
+        seen_by = time.monotonic() + 10
+        while time.monotonic() < seen_by:
+            body = custom.get_namespaced_custom_object(
+                "mljob.io", "v1alpha1", name, "mljobs", "probe"
+            )
+            if body.get("status"):
+                core.delete_namespace(name)
+                return
+            time.sleep(0.05)
+        core.delete_namespace(name)
+        if time.monotonic() > deadline:
+            raise ProcessError(f"the operator served no new namespace within {timeout}s")

@@ -26,7 +26,7 @@ from typing import Any
 import kopf
 
 from mljob import constants as c
-from mljob import kinds, kube, metrics
+from mljob import kinds, kube, metrics, schemas
 from mljob.planner import Create, Delete, Patch, Plan, plan, record_create_rejected, status_patch
 
 logger = logging.getLogger("mljob")
@@ -121,6 +121,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     state.api = kube.Api.from_environment()
     # API calls run in threads: as many as the connection pool (the default is cpus + 4).
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(kube.POOL_SIZE))
+    # validate() checks children against the upstream CRD schemas: parse them now, in a thread,
+    # not in the first reconcile, where they would block the event loop for about a second.
+    await asyncio.to_thread(schemas.preload)
     # Index objects are live views: keep them for the resync loop and for reconcile.
     state.indexes = {name: kwargs[name] for name in INDEX_NAMES}
     memo.resync_task = asyncio.create_task(_resync_forever())
