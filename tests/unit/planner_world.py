@@ -40,26 +40,8 @@ class World:
         self.advance(seconds)
         result = plan(self.mljob, list(self.children.values()), self.now)
         for action in result.actions:
-            if isinstance(action, Create):
-                key = (action.kind, action.name)
-                # Only a shared RayCluster deleted by someone else is created again (same name).
-                again = action.kind == c.RAY_CLUSTER_KIND and key not in self.children
-                assert key not in self.created or again, f"created twice: {key}"
-                self.created.append(key)
-                self.children[key] = copy.deepcopy(action.body)
-            elif isinstance(action, Delete):
-                self.deleted.append((action.kind, action.name))
-                self.children.pop((action.kind, action.name), None)
-            elif isinstance(action, Patch):
-                self.patched.append((action.kind, action.name, action.patch))
-                key = (action.kind, action.name)
-                if key in self.children:
-                    self.children[key] = merge_patch(self.children[key], action.patch)
-        # Apply the status like the API server applies the glue's merge patch.
-        old = self.mljob.get("status") or {}
-        self.mljob["status"] = merge_patch(old, status_patch(old, result.status))
-        assert self.mljob["status"] == result.status
-        self.events += result.events
+            self._apply(action)
+        self._write_status(result)
         return result
 
     def apply_rejecting(
@@ -80,15 +62,20 @@ class World:
                 skipped.append(action.step)
             else:
                 self._apply(action)
-        old = self.mljob.get("status") or {}
         if rejected is not None:
+            old = self.mljob.get("status") or {}
             result = record_create_rejected(
                 old, result.status, rejected.step, message, self.now, skipped
             )
+        self._write_status(result)
+        return result, skipped
+
+    def _write_status(self, result: Plan) -> None:
+        """Apply the status like the API server applies the glue's merge patch."""
+        old = self.mljob.get("status") or {}
         self.mljob["status"] = merge_patch(old, status_patch(old, result.status))
         assert self.mljob["status"] == result.status
         self.events += result.events
-        return result, skipped
 
     def _apply(self, action) -> None:
         """One action, as the glue applies it (a shared RayCluster may be created again)."""
