@@ -440,7 +440,14 @@ def ray_job_errors(job: Obj, path: str) -> Iterator[str]:
         yield f"{path}.submissionMode: SidecarMode excludes a shared cluster and submitter fields"
     if (spec.get("deletionStrategy") or {}).get("deletionRules") and shutdown:
         yield f"{path}.deletionStrategy: deletionRules exclude shutdownAfterJobFinishes"
+    if mode == "SidecarMode":
+        head = (spec.get("rayClusterSpec") or {}).get("headGroupSpec") or {}
+        restart = ((head.get("template") or {}).get("spec") or {}).get("restartPolicy")
+        if restart not in (None, "", "Never"):
+            yield f"{path}.submissionMode: SidecarMode needs the head's restartPolicy Never"
     if spec.get("rayClusterSpec"):
+        if (spec["rayClusterSpec"].get("authOptions") or {}).get("enableK8sTokenAuth"):
+            yield f"{path}.rayClusterSpec.authOptions.enableK8sTokenAuth: not on a RayJob"
         yield from ray_cluster_spec_errors(spec["rayClusterSpec"], f"{path}.rayClusterSpec")
 
 
@@ -464,6 +471,32 @@ def ray_cluster_spec_errors(spec: Obj, path: str) -> Iterator[str]:
             low, high = group.get("minReplicas"), group.get("maxReplicas")
             if not isinstance(low, int) or not isinstance(high, int) or not 0 <= low <= high:
                 yield f"{path}.{name}: need 0 <= minReplicas <= maxReplicas"
+    yield from _auth_options_errors(spec, path)
+
+
+# KubeRay v1.6.1 `ValidateRayClusterSpec`: a RayJob breaking these ends ValidationFailed; a
+# RayCluster breaking them gets only an InvalidRayClusterSpec Event and no status, for ever.
+RAY_TOKEN_AUTH_MIN = (2, 52, 0)
+RAY_K8S_TOKEN_AUTH_MIN = (2, 55, 0)
+
+
+def _auth_options_errors(spec: Obj, path: str) -> Iterator[str]:
+    auth = spec.get("authOptions")
+    if not isinstance(auth, dict):
+        return
+    version = spec.get("rayVersion")
+    k8s_auth = bool(auth.get("enableK8sTokenAuth"))
+    if auth.get("mode") == "token":
+        if not isinstance(version, str) or not version:
+            yield f"{path}.authOptions.mode: token needs rayVersion >= 2.52.0 set"
+        elif _version_tuple(version) < RAY_TOKEN_AUTH_MIN:
+            yield f"{path}.authOptions.mode: token needs Ray >= 2.52.0 (rayVersion is {version})"
+        elif k8s_auth and _version_tuple(version) < RAY_K8S_TOKEN_AUTH_MIN:
+            yield f"{path}.authOptions.enableK8sTokenAuth: needs Ray >= 2.55.0 (not {version})"
+        if k8s_auth and auth.get("secretName"):
+            yield f"{path}.authOptions: enableK8sTokenAuth and secretName exclude each other"
+    elif k8s_auth:
+        yield f"{path}.authOptions.enableK8sTokenAuth: needs authOptions.mode: token"
 
 
 def _check_generated_children(mljob: Obj) -> Iterator[str]:
