@@ -86,3 +86,25 @@ def test_spark_command_caps_resources_to_the_machine() -> None:
     assert "spark.sql.shuffle.partitions=8" in command
     assert not any(arg.startswith("spark.master") for arg in command)
     assert command[-3:] == ["/home/me/project/etl.py", "--in", "/home/me/project/data.csv"]
+
+
+def test_step_and_pipeline_active_deadlines_expire_as_on_the_cluster() -> None:
+    spec = {"activeDeadlineSeconds": 100}
+    step = {"name": "a", "activeDeadlineSeconds": 10}
+    assert plan.expired_deadline(spec, step, step_seconds=9.9, run_seconds=50) is None
+    assert plan.expired_deadline(spec, step, 10, 50) == "activeDeadlineSeconds (10s) expired"
+    assert plan.expired_deadline(spec, {"name": "b"}, 99, 99.9) is None
+    expected = "spec.activeDeadlineSeconds (100s) of the pipeline expired"
+    assert plan.expired_deadline(spec, {"name": "b"}, 5, 100) == expected
+    assert plan.expired_deadline({}, {"name": "b"}, 1e9, 1e9) is None
+
+
+def test_fields_a_local_run_does_not_apply_are_named_with_why() -> None:
+    job = mljob([{"name": "a", "retries": 2}, {"name": "b", "startDeadlineSeconds": 60}])
+    job["spec"]["suspend"] = True
+    assert plan.ignored_fields(job) == [
+        "spec.suspend (a local run cannot be suspended; Ctrl-C stops it)",
+        "retries of step(s) a (a failed step is not retried)",
+        "startDeadlineSeconds of step(s) b (a local step starts at once)",
+    ]
+    assert plan.ignored_fields(mljob([{"name": "a"}])) == []

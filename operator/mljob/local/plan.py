@@ -91,6 +91,44 @@ def ready_steps(
     return [name for name, needs in deps.items() if name not in begun and done.issuperset(needs)]
 
 
+# Fields that steer a run on the cluster but have no meaning for one local run of processes.
+IGNORED_LOCALLY = {
+    "retries": "a failed step is not retried",
+    "startDeadlineSeconds": "a local step starts at once",
+    "backoffSeconds": "a failed step is not retried",
+    "maxBackoffSeconds": "a failed step is not retried",
+}
+IGNORED_LOCALLY_SPEC = {
+    "suspend": "a local run cannot be suspended; Ctrl-C stops it",
+    "ttlSecondsAfterFinished": "local outputs and logs are kept",
+    "onSpecChange": "each local run is a new run",
+}
+
+
+def ignored_fields(mljob: Obj) -> list[str]:
+    """The fields set in this MLJob that a local run does not apply, each with why (shown at
+    the start of a run, so nobody takes them as honoured)."""
+    spec = mljob["spec"]
+    notes = [f"spec.{key} ({why})" for key, why in IGNORED_LOCALLY_SPEC.items() if spec.get(key)]
+    for key, why in IGNORED_LOCALLY.items():
+        names = [s["name"] for s in spec["steps"] if s.get(key)]
+        if names:
+            notes.append(f"{key} of step(s) {', '.join(names)} ({why})")
+    return notes
+
+
+def expired_deadline(spec: Obj, step: Obj, step_seconds: float, run_seconds: float) -> str | None:
+    """Why this running step must stop now: its own activeDeadlineSeconds, or the pipeline's,
+    counted from the step's and the run's start, as on the cluster. None: not yet."""
+    own = step.get("activeDeadlineSeconds")
+    if own and step_seconds >= own:
+        return f"activeDeadlineSeconds ({own}s) expired"
+    pipeline = spec.get("activeDeadlineSeconds")
+    if pipeline and run_seconds >= pipeline:
+        return f"spec.activeDeadlineSeconds ({pipeline}s) of the pipeline expired"
+    return None
+
+
 def engine_of(step: Obj) -> str:
     """SPARK_ENGINE or RAY_ENGINE: the step kind's engine (kinds.py)."""
     engine = kinds.of_step(step).engine

@@ -103,10 +103,14 @@ class PipelineRun:
         self.machine = machine()
         self.max_parallel = options.max_parallel or self.machine.cpus
         self.ray: LocalRay | None = None
+        self.started = time.monotonic()  # the run's start, for spec.activeDeadlineSeconds
         title = f"MLJob {self.name}, run {layout.run}: data and logs in {layout.data_dir}"
         self.view = LiveView(title, list(self.states.values()), out)
 
     def run(self) -> int:
+        ignored = plan.ignored_fields(self.mljob)
+        if ignored:
+            self.view.message("Not applied in a local run: " + "; ".join(ignored) + ".")
         try:
             self._loop()
         except KeyboardInterrupt:
@@ -120,6 +124,7 @@ class PipelineRun:
         failed = False
         while True:
             failed = self._collect_finished() or failed
+            failed = self._enforce_deadlines() or failed
             if not failed:
                 self._start_ready()
             self.view.refresh()
@@ -182,6 +187,25 @@ class PipelineRun:
             if code != 0:
                 failed = True
                 self._show_failure(state, process)
+        return failed
+
+    def _enforce_deadlines(self) -> bool:
+        """Stop the steps whose activeDeadlineSeconds (or the pipeline's) expired: failed."""
+        now, failed = time.monotonic(), False
+        for name, process in list(self.processes.items()):
+            state = self.states[name]
+            why = plan.expired_deadline(
+                self.mljob["spec"],
+                self.steps[name],
+                now - (state.started or now),
+                now - self.started,
+            )
+            if why is None:
+                continue
+            process.stop()
+            del self.processes[name]
+            state.status, state.finished, failed = FAILED, time.monotonic(), True
+            self.view.message(f"Step {name} stopped and failed: {why}.")
         return failed
 
     def _show_failure(self, state: StepState, process: GroupProcess) -> None:
