@@ -2,7 +2,8 @@
 #   make example   runs the shipped example pipeline locally (PySpark + Ray, no cluster)
 #   make test      lint + the whole test suite (unit, local mode, real control plane)
 # Both create .venv and install what they need first; the control-plane binaries are built
-# from the Go module proxy once and cached in ~/.cache/mljob-operator/bin.
+# from the Go module proxy once and cached in ~/.cache/mljob-operator/bin, with the tests' GitOps
+# verdict helper (kstatus and Argo CD's gopher-lua: mljob.testing.gitops).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -22,6 +23,7 @@ example: $(STAMP)
 
 binaries: $(STAMP)
 	$(BIN)/python -m mljob.testing.binaries --helm
+	$(BIN)/python -m mljob.testing.gitops
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -99,3 +100,15 @@ def _wait_until_it_serves_new_namespaces(api_client, timeout: float = 90) -> Non
         core.delete_namespace(name)
         if time.monotonic() > deadline:
             raise ProcessError(f"the operator served no new namespace within {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def gitops_verdict() -> Path:
+    """The gitops-verdict helper (kstatus and Argo CD's gopher-lua, mljob.testing.gitops), built
+    from the Go module proxy once. Missing Go is a failure with instructions, never a skip."""
+    from mljob.testing.gitops import ensure_gitops_verdict
+
+    try:
+        return ensure_gitops_verdict()
+    except BinaryError as error:
+        pytest.fail(f"cannot build the GitOps verdict helper: {error}", pytrace=False)
