@@ -22,7 +22,7 @@ example: $(STAMP)
 	$(BIN)/mljob run examples/churn/mljob.yaml --local
 
 binaries: $(STAMP)
-	$(BIN)/python -m mljob.testing.binaries --helm
+	$(BIN)/python -m mljob.testing.binaries --helm --e2e
 	$(BIN)/python -m mljob.testing.gitops
 
 lint: $(STAMP)

@@ -1,5 +1,6 @@
 """Find or build the control-plane binaries: etcd, kube-apiserver, kube-controller-manager,
-kubectl and helm.
+kubectl and helm; and for the end-to-end tier (tests/e2e, docs/e2e.md) kube-scheduler, kwok and
+the real upstream controllers: KubeRay's ray-operator and the Kubeflow Spark operator.
 
 Nothing here downloads prebuilt binaries: they are compiled from the Go module proxy at pinned
 versions into a cache keyed by version, so the second run builds nothing. `KUBEBUILDER_ASSETS`
@@ -8,6 +9,7 @@ versions into a cache keyed by version, so the second run builds nothing. `KUBEB
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -19,6 +21,15 @@ from pathlib import Path
 KUBERNETES_VERSION = "1.34.4"
 ETCD_VERSION = "3.6.16"
 HELM_VERSION = "3.19.5"
+# The end-to-end tier's real controllers and simulated nodes. KubeRay v1.6.1 is the newest
+# ray-operator the Go module proxy serves here (v1.7.x archives are refused); the project keeps
+# the v1.7.0 CRDs (docs/e2e.md lists what v1.6.1 ignores).
+KUBERAY_VERSION = "1.6.1"
+SPARK_OPERATOR_VERSION = "2.5.2"
+KWOK_VERSION = "0.8.0"
+KUBERAY_MODULE = "github.com/ray-project/kuberay/ray-operator"
+SPARK_OPERATOR_MODULE = "github.com/kubeflow/spark-operator/v2"
+KWOK_MODULE = "sigs.k8s.io/kwok"
 
 # Kubernetes publishes its staging repositories as k8s.io/* modules; k8s.io/kubernetes itself
 # requires them at v0.0.0 with replace directives that only work inside its own repo, so a
@@ -57,8 +68,10 @@ KUBERNETES_STAGING_MODULES = [
     "sample-controller",
 ]
 
-KUBERNETES_BINARIES = ("kube-apiserver", "kube-controller-manager", "kubectl")
-ALL_BINARIES = ("etcd", *KUBERNETES_BINARIES, "helm")
+KUBERNETES_BINARIES = ("kube-apiserver", "kube-controller-manager", "kubectl", "kube-scheduler")
+# Only the end-to-end tier needs these (kube-scheduler binds pods to kwok's nodes).
+E2E_BINARIES = ("kube-scheduler", "kwok", "ray-operator", "spark-operator")
+ALL_BINARIES = ("etcd", *KUBERNETES_BINARIES, "helm", "kwok", "ray-operator", "spark-operator")
 
 Progress = Callable[[str], None]
 
@@ -74,6 +87,10 @@ class Binaries:
     kube_controller_manager: Path
     kubectl: Path
     helm: Path | None = None
+    kube_scheduler: Path | None = None
+    kwok: Path | None = None
+    ray_operator: Path | None = None
+    spark_operator: Path | None = None
 
 
 def cache_root() -> Path:
@@ -88,10 +105,18 @@ def _stderr(message: str) -> None:
     print(f"[control-plane] {message}", file=sys.stderr, flush=True)
 
 
-def ensure_binaries(*, with_helm: bool = False, progress: Progress = _stderr) -> Binaries:
-    """Return paths to every binary, building the missing ones (cached by version)."""
+def ensure_binaries(
+    *, with_helm: bool = False, with_e2e: bool = False, progress: Progress = _stderr
+) -> Binaries:
+    """Return paths to every binary, building the missing ones (cached by version).
+
+    `with_e2e` adds kube-scheduler, kwok, KubeRay's ray-operator and the Spark operator."""
     found = {name: _find(name) for name in ALL_BINARIES}
-    wanted = [n for n in ALL_BINARIES if n != "helm" or with_helm]
+    wanted = [
+        n
+        for n in ALL_BINARIES
+        if (n != "helm" or with_helm) and (n not in E2E_BINARIES or with_e2e)
+    ]
     missing = [name for name in wanted if found[name] is None]
     if missing:
         _require_go(missing)
@@ -101,6 +126,12 @@ def ensure_binaries(*, with_helm: bool = False, progress: Progress = _stderr) ->
         _build_etcd(progress)
     if "helm" in missing:
         _build_helm(progress)
+    if "kwok" in missing:
+        _go_install("kwok", f"{KWOK_MODULE}/cmd/kwok@v{KWOK_VERSION}", progress)
+    if "ray-operator" in missing:
+        _go_install("ray-operator", f"{KUBERAY_MODULE}@v{KUBERAY_VERSION}", progress)
+    if "spark-operator" in missing:
+        _build_spark_operator(progress)
     paths = {name: found[name] or _cached(name) for name in wanted}
     not_built = [str(path) for path in paths.values() if not path.is_file()]
     if not_built:
@@ -111,15 +142,24 @@ def ensure_binaries(*, with_helm: bool = False, progress: Progress = _stderr) ->
         kube_controller_manager=paths["kube-controller-manager"],
         kubectl=paths["kubectl"],
         helm=paths.get("helm"),
+        kube_scheduler=paths.get("kube-scheduler"),
+        kwok=paths.get("kwok"),
+        ray_operator=paths.get("ray-operator"),
+        spark_operator=paths.get("spark-operator"),
     )
 
 
 def _cache_dir(name: str) -> Path:
     if name in KUBERNETES_BINARIES:
         return cache_root() / f"kubernetes-v{KUBERNETES_VERSION}"
-    if name == "etcd":
-        return cache_root() / f"etcd-v{ETCD_VERSION}"
-    return cache_root() / f"helm-v{HELM_VERSION}"
+    versions = {
+        "etcd": f"etcd-v{ETCD_VERSION}",
+        "helm": f"helm-v{HELM_VERSION}",
+        "kwok": f"kwok-v{KWOK_VERSION}",
+        "ray-operator": f"kuberay-v{KUBERAY_VERSION}",
+        "spark-operator": f"spark-operator-v{SPARK_OPERATOR_VERSION}",
+    }
+    return cache_root() / versions[name]
 
 
 def _cached(name: str) -> Path:
@@ -144,6 +184,80 @@ def _require_go(missing: list[str]) -> None:
         f"KUBEBUILDER_ASSETS to a folder with envtest binaries "
         f"(`setup-envtest use {KUBERNETES_VERSION} -p path`). Cache: {cache_root()}"
     )
+
+
+def _go_install(name: str, target: str, progress: Progress) -> None:
+    """`go install module/cmd@version` (modules without replace directives) into the cache."""
+    out_dir = _cache_dir(name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    progress(f"building {target} from the Go module proxy into {out_dir} (once; cached after)")
+    progress("compiling; the first build takes a few minutes...")
+    env = {**os.environ, "GOBIN": str(out_dir), "CGO_ENABLED": "0"}
+    _run(
+        ["go", "install", "-v", "-trimpath", "-ldflags=-s -w", target],
+        out_dir,
+        target,
+        progress,
+        env,
+    )
+    progress(f"built {name}")
+
+
+def _build_spark_operator(progress: Progress) -> None:
+    """The Spark operator's go.mod replaces the k8s.io modules (v0.32.5 at v2.5.2), and replace
+    directives only apply in the main module: copy them into a wrapper module."""
+    module = f"{SPARK_OPERATOR_MODULE}@v{SPARK_OPERATOR_VERSION}"
+    progress(f"reading the replace directives of {module}")
+    out_dir = _cache_dir("spark-operator")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    downloaded = subprocess.run(
+        ["go", "mod", "download", "-json", module],
+        cwd=out_dir,
+        capture_output=True,
+        text=True,
+    )
+    if downloaded.returncode != 0:
+        raise BinaryError(
+            f"`go mod download {module}` failed:\n{downloaded.stdout[-2000:]}"
+            f"{downloaded.stderr[-2000:]}"
+        )
+    go_mod_file = Path(json.loads(downloaded.stdout)["GoMod"])
+    replaces = replace_directives(go_mod_file.read_text())
+    body = "\n".join(f"\t{line}" for line in replaces)
+    go_mod = (
+        "module mljob.io/spark-operator-binaries\n\ngo 1.24\n\n"
+        f"require {SPARK_OPERATOR_MODULE} v{SPARK_OPERATOR_VERSION}\n\nreplace (\n{body}\n)\n"
+    )
+    _go_build(
+        f"Spark operator v{SPARK_OPERATOR_VERSION}",
+        "spark-operator",
+        go_mod,
+        [f"{SPARK_OPERATOR_MODULE}/cmd/operator"],
+        "-s -w",
+        progress,
+    )
+    # `go build` names the binary after the package's last element ("operator").
+    built = out_dir / "operator"
+    if built.exists():
+        built.rename(_cached("spark-operator"))
+
+
+def replace_directives(go_mod: str) -> list[str]:
+    """The `old => new version` lines of a go.mod's replace directives (block or single)."""
+    lines: list[str] = []
+    in_block = False
+    for raw in go_mod.splitlines():
+        line = raw.split("//", 1)[0].strip()
+        if in_block:
+            if line == ")":
+                in_block = False
+            elif "=>" in line:
+                lines.append(line)
+        elif line.startswith("replace ("):
+            in_block = True
+        elif line.startswith("replace ") and "=>" in line:
+            lines.append(line.removeprefix("replace ").strip())
+    return lines
 
 
 def _build_kubernetes(progress: Progress) -> None:
@@ -215,10 +329,16 @@ def _go_build(
     progress(f"built {title}")
 
 
-def _run(cmd: list[str], cwd: Path, title: str, progress: Progress | None = None) -> None:
+def _run(
+    cmd: list[str],
+    cwd: Path,
+    title: str,
+    progress: Progress | None = None,
+    env: dict[str, str] | None = None,
+) -> None:
     """Run a go command; with `progress`, report how many packages were compiled so far."""
     proc = subprocess.Popen(
-        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
     assert proc.stdout is not None
     tail: list[str] = []
@@ -232,6 +352,6 @@ def _run(cmd: list[str], cwd: Path, title: str, progress: Progress | None = None
 
 
 if __name__ == "__main__":
-    binaries = ensure_binaries(with_helm="--helm" in sys.argv)
+    binaries = ensure_binaries(with_helm="--helm" in sys.argv, with_e2e="--e2e" in sys.argv)
     for field, path in vars(binaries).items():
         print(f"{field}: {path}")

@@ -69,6 +69,10 @@ class ControlPlane:
     binaries: Binaries | None = None
     workdir: Path | None = None
     crd_paths: Sequence[Path] | None = None
+    # kube-controller-manager's controllers: the garbage collector makes owner references
+    # cascade, the namespace controller lets test namespaces finish deleting. The end-to-end
+    # tier adds `job` (KubeRay's K8sJobMode submitter Jobs).
+    controllers: Sequence[str] = ("garbagecollector", "namespace")
     processes: list[ManagedProcess] = field(default_factory=list)
     apiserver_port: int = 0
     kubeconfig: Path = Path()
@@ -230,9 +234,7 @@ class ControlPlane:
                 f"--kubeconfig={self.kubeconfig}",
                 f"--authentication-kubeconfig={self.kubeconfig}",
                 f"--authorization-kubeconfig={self.kubeconfig}",
-                # The garbage collector makes owner references cascade; the namespace
-                # controller lets test namespaces finish deleting.
-                "--controllers=garbagecollector,namespace",
+                f"--controllers={','.join(self.controllers)}",
                 "--leader-elect=false",
                 "--bind-address=127.0.0.1",
                 f"--secure-port={port}",
