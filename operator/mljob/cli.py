@@ -178,6 +178,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
             peering=args.peering,
             priority=args.priority,
             liveness=args.liveness or None,
+            readiness=args.readiness or None,
             log_format=args.log_format,
             verbose=args.verbose,
             metrics_port=args.metrics_port,
@@ -309,6 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--liveness",
         default="http://0.0.0.0:8081/healthz",
         help="health endpoint URL ('' to disable; default: %(default)s)",
+    )
+    operator.add_argument(
+        "--readiness",
+        default="",
+        help="readiness endpoint URL, e.g. http://0.0.0.0:8082/readyz: 200 only once the "
+        "operator watches and serves (default: off)",
     )
     operator.add_argument("--log-format", choices=["plain", "full", "json"], default="full")
     operator.add_argument("-v", "--verbose", action="store_true", help="log every event")

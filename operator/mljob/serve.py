@@ -8,6 +8,10 @@ from dataclasses import dataclass
 
 import kopf
 
+# kopf.run takes an Insights to share its view of the served resources and namespaces; the class
+# is not re-exported at the top level (kopf < 2 pinned in pyproject.toml).
+from kopf._cogs.structs.references import Insights
+
 LOG_FORMATS = {
     "plain": kopf.LogFormat.PLAIN,
     "full": kopf.LogFormat.FULL,
@@ -21,6 +25,7 @@ class ServeOptions:
     peering: str | None = None  # with replicas > 1: the KopfPeering/ClusterKopfPeering name
     priority: int = 0
     liveness: str | None = "http://0.0.0.0:8081/healthz"
+    readiness: str | None = None  # e.g. http://0.0.0.0:8082/readyz (mljob.readiness)
     log_format: str = "full"
     verbose: bool = False
     metrics_port: int = 8080  # Prometheus /metrics on all interfaces; 0: off
@@ -45,6 +50,10 @@ def serve(options: ServeOptions) -> None:
     _serve_metrics_on_startup(options.metrics_port)
     if options.webhook:
         _enable_webhook(options.webhook)
+    # kopf's view of what it serves (found CRDs, served namespaces), for readiness.
+    insights = Insights()
+    if options.readiness:
+        _serve_readiness_on_startup(options, insights)
     kopf.run(
         clusterwide=not options.namespaces,
         namespaces=list(options.namespaces),
@@ -52,7 +61,31 @@ def serve(options: ServeOptions) -> None:
         peering_name=options.peering,
         priority=options.priority,
         liveness_endpoint=options.liveness,
+        insights=insights,
     )
+
+
+def _serve_readiness_on_startup(options: ServeOptions, insights: Insights) -> None:
+    from mljob import readiness
+
+    check = readiness.Readiness(
+        insights,
+        clusterwide=not options.namespaces,
+        namespaces=list(options.namespaces),
+        webhook_port=options.webhook.port if options.webhook else None,
+    )
+    endpoint = options.readiness
+    assert endpoint is not None
+
+    @kopf.on.startup()
+    async def readiness_server(memo: kopf.Memo, **_: object) -> None:
+        memo.readiness_runner = await readiness.start(endpoint, check)
+
+    @kopf.on.cleanup()
+    async def readiness_server_stop(memo: kopf.Memo, **_: object) -> None:
+        runner = memo.get("readiness_runner")
+        if runner is not None:
+            await runner.cleanup()
 
 
 def _enable_webhook(options: WebhookOptions) -> None:

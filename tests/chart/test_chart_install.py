@@ -119,6 +119,7 @@ class ChartOperator:
     ):
         spec = container(objects)
         self.port = free_port()
+        self.ready_port = free_port()
         env = {"KUBECONFIG": str(kubeconfig), "POD_ID": f"operator-{pod_index}"}
         for item in spec["env"]:
             if "value" in item:
@@ -128,6 +129,7 @@ class ChartOperator:
         # Pods have their own network namespace; processes on one host need their own ports.
         overrides = {
             "--liveness": f"http://127.0.0.1:{self.port}/healthz",
+            "--readiness": f"http://127.0.0.1:{self.ready_port}/readyz",
             "--metrics-port": str(free_port()),
             **(overrides or {}),
         }
@@ -285,7 +287,8 @@ def test_namespaced_install_acts_only_in_its_namespaces(plane, admin, tmp_path):
         # An MLJob outside the listed namespaces is not the operator's business.
         create(admin, MLJOB, "ns-outside", mljob("outside", ray("fit")))
         run_pipeline(admin, "ns-a")  # meanwhile, the outside MLJob could have been picked up
-    assert "status" not in get(admin, MLJOB, "ns-outside", "outside")
+    # never written: only the CRD's status default shows
+    assert get(admin, MLJOB, "ns-outside", "outside").get("status") == {"observedGeneration": 0}
     assert only_child(admin, RAYJOB, "ns-outside") is None
     assert not forbidden_lines(operator.log), "the operator hit a 403"
 

@@ -89,17 +89,19 @@ def test_default_is_a_cluster_wide_standalone_deployment():
     assert operator["image"] == f"ghcr.io/mljob-operator/mljob-operator:{chart['appVersion']}"
     assert operator["args"] == [  # for the image's entrypoint, `mljob operator`
         "--liveness=http://0.0.0.0:8081/healthz",
+        "--readiness=http://0.0.0.0:8082/readyz",
         "--metrics-port=8080",
         "--log-format=full",
         "--webhook-port=9443",
         "--webhook-cert=/etc/mljob/webhook/tls.crt",
         "--webhook-key=/etc/mljob/webhook/tls.key",
     ]
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert operator[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert operator["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert operator["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ready"}
     assert {p["name"]: p["containerPort"] for p in operator["ports"]} == {
         "metrics": 8080,
         "health": 8081,
+        "ready": 8082,
         "webhook": 9443,
     }
     assert operator["resources"]["requests"] and operator["resources"]["limits"]
