@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 
 from mljob import constants as c
-from mljob import kinds
+from mljob import kinds, kube
 from mljob.validation import validate
 
 WEBHOOK_ID = "validate-mljob"  # also the URL path: https://<service>/validate-mljob
@@ -63,11 +63,9 @@ async def validate_mljob(
 async def _missing_permissions(
     mljob: dict[str, Any], namespace: str, userinfo: dict[str, Any]
 ) -> list[Permission]:
-    from mljob.handlers import state
-
-    assert state.api is not None
+    api = kube.api()
     checks = [
-        asyncio.to_thread(state.api.can, userinfo, "create", namespace, perm.group, perm.resource)
+        asyncio.to_thread(api.can, userinfo, "create", namespace, perm.group, perm.resource)
         for perm in child_permissions(mljob)
     ]
     allowed = await asyncio.gather(*checks)

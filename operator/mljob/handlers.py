@@ -26,16 +26,14 @@ from typing import Any
 import kopf
 
 from mljob import constants as c
-from mljob import kinds, kube, metrics, schemas
+from mljob import expectations, kinds, kube, metrics, schemas
+from mljob.expectations import Created, Key
 from mljob.planner import Create, Delete, Patch, Plan, plan, record_create_rejected, status_patch
 
 logger = logging.getLogger("mljob")
 Obj = dict[str, Any]
-Key = tuple[str, str]  # (namespace, MLJob name)
 
 RESYNC_SECONDS = float(os.environ.get("MLJOB_RESYNC_SECONDS", "60"))
-# A child this process created is normally seen through its watch within milliseconds.
-CREATED_MEMORY_SECONDS = 60.0
 # How long a peer's keep-alive counts; a standby replica takes over at most this long after the
 # active one died without saying goodbye (SIGKILL, node loss).
 PEERING_LIFETIME_SECONDS = int(os.environ.get("MLJOB_PEERING_LIFETIME_SECONDS", "60"))
@@ -49,30 +47,13 @@ INDEX_NAMES = ("mljobs", *CHILD_INDEXES)
 
 
 class _State:
-    """Process-wide state of the glue (one operator process = one instance)."""
+    """Process-wide state of the glue (one operator process = one instance): the API client,
+    kopf's indexes, and the memory between reconciles (mljob.expectations, unit-tested there)."""
 
     def __init__(self) -> None:
         self.api: kube.Api | None = None
-        self.locks: dict[Key, asyncio.Lock] = {}
-        # The newest MLJob body this process wrote or saw, so a reconcile that runs before our
-        # own status patch comes back through the watch does not plan from the older status.
-        self.latest: dict[Key, Obj] = {}
-        # Children created (or found by a 409) by this process but not yet seen through the
-        # watch, with the monotonic time they were added: the planner takes a child recorded in
-        # status but absent from its input as deleted, so these must be passed in until the
-        # watch delivers them, and forgotten if it never does (created, then deleted at once).
-        self.created: dict[Key, dict[tuple[str, str], tuple[float, Obj]]] = {}
-        # The pending delayed reconcile per MLJob (retry backoff, deadlines, TTL).
-        self.timers: dict[Key, asyncio.TimerHandle] = {}
-        # When a child event showing a terminal state arrived (perf_counter), per MLJob, until
-        # the next reconcile of that MLJob takes it: mljob_operator_step_transition_seconds.
-        self.terminal_seen: dict[Key, float] = {}
-        # MLJobs with a reconcile waiting for the lock (it reads the newest state once in).
-        self.waiting: set[Key] = set()
         self.indexes: Any = None
-
-    def lock(self, key: Key) -> asyncio.Lock:
-        return self.locks.setdefault(key, asyncio.Lock())
+        self.memory = expectations.Memory()
 
 
 state = _State()
@@ -118,7 +99,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     settings.posting.reporting_instance = os.environ.get("HOSTNAME") or "mljob-operator"
     settings.posting.event_name_prefix = "mljob-"
     settings.peering.lifetime = PEERING_LIFETIME_SECONDS
-    state.api = kube.Api.from_environment()
+    state.api = kube.api()
     # API calls run in threads: as many as the connection pool (the default is cpus + 4).
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(kube.POOL_SIZE))
     # validate() checks children against the upstream CRD schemas: parse them now, in a thread,
@@ -133,13 +114,13 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
 
 def _known_phases() -> list[str | None]:
     """status.phase of every MLJob this process knows (called from the metrics thread)."""
-    return [(body.get("status") or {}).get("phase") for body in list(state.latest.values())]
+    return state.memory.known_phases()
 
 
 @kopf.on.probe(id="mljobs")
 def known_mljobs(**_: Any) -> int:
     """Reported by kopf's /healthz (liveness and readiness): the MLJobs this process knows."""
-    return len(state.latest)
+    return len(state.memory.latest)
 
 
 @kopf.on.cleanup()
@@ -171,18 +152,11 @@ async def mljob_event(
     if type == "DELETED":
         _forget(key)
         return
-    if _is_own_write(key, body):
+    if state.memory.is_own_write(key, dict(body)):
         return  # the watch echoing our own status patch: nothing new to plan from
     # No copy of the body here: the `mljobs` index, filled before handlers run, holds it, and
     # reconcile takes the newer of it and our last write.
     await reconcile(namespace, name, trigger="mljob")
-
-
-def _is_own_write(key: Key, body: kopf.Body) -> bool:
-    latest = state.latest.get(key)
-    return latest is not None and latest["metadata"].get("resourceVersion") == body.metadata.get(
-        "resourceVersion"
-    )
 
 
 async def _child_event(
@@ -192,7 +166,7 @@ async def _child_event(
     if not owner:
         return
     if type != "DELETED" and _is_terminal(body):
-        state.terminal_seen.setdefault((namespace, owner), time.perf_counter())
+        state.memory.saw_terminal((namespace, owner), time.perf_counter())
     await reconcile(namespace, owner, trigger="child")
 
 
@@ -225,16 +199,17 @@ async def reconcile(namespace: str, name: str, trigger: str = "mljob") -> None:
 async def _reconcile(key: Key) -> None:
     # Coalesce: a reconcile already waiting for this MLJob's lock has not read anything yet, so
     # it will plan from what this trigger saw (indexes are updated before handlers run).
-    if key in state.waiting:
+    memory = state.memory
+    if not memory.try_wait(key):
         return
-    state.waiting.add(key)
-    async with state.lock(key):
-        state.waiting.discard(key)
-        terminal_seen = state.terminal_seen.pop(key, None)
-        mljob = _current_mljob(key)
+    async with memory.lock(key):
+        memory.done_waiting(key)
+        terminal_seen = memory.take_terminal(key)
+        mljob = memory.current(key, _from_index("mljobs", key))
         if mljob is None or mljob["metadata"].get("deletionTimestamp"):
             return
-        children = _observed_children(key, mljob["metadata"]["uid"])
+        indexed = [child for name in CHILD_INDEXES for child in state.indexes[name].get(key, ())]
+        children = memory.children(key, mljob["metadata"]["uid"], indexed)
         result = plan(mljob, children, _now())
         result, started_step = await _apply_actions(mljob, result)
         if started_step and terminal_seen is not None:
@@ -243,49 +218,9 @@ async def _reconcile(key: Key) -> None:
         _schedule(key, result.requeue_after)
 
 
-def _current_mljob(key: Key) -> Obj | None:
-    seen = _from_index("mljobs", key)
-    latest = state.latest.get(key)
-    if seen is None:
-        return latest
-    if latest is None or _newer(seen, latest):
-        state.latest[key] = seen
-        return seen
-    return latest
-
-
-def _newer(a: Obj, b: Obj) -> bool:
-    """Whether `a` is a newer version of the object than `b` (resourceVersions are etcd
-    revisions in practice; on anything else trust the watch)."""
-    if a["metadata"].get("uid") != b["metadata"].get("uid"):
-        return True
-    try:
-        return int(a["metadata"]["resourceVersion"]) >= int(b["metadata"]["resourceVersion"])
-    except (KeyError, ValueError):
-        return True
-
-
 def _from_index(index_name: str, key: Key) -> Obj | None:
     store = state.indexes[index_name].get(key)
     return next(iter(store), None) if store else None
-
-
-def _observed_children(key: Key, uid: str) -> list[Obj]:
-    seen: dict[tuple[str, str], Obj] = {}
-    for index_name in CHILD_INDEXES:
-        index = state.indexes[index_name]
-        for child in index.get(key, ()):
-            if _owned_by(child, uid):
-                seen[(child["kind"], child["metadata"]["name"])] = child
-    pending = state.created.get(key, {})
-    expired = time.monotonic() - CREATED_MEMORY_SECONDS
-    for child_key in [k for k, (added, _) in pending.items() if k in seen or added < expired]:
-        del pending[child_key]  # the watch has it now (or it vanished before the watch saw it)
-    return [*seen.values(), *(child for _, child in pending.values())]
-
-
-def _owned_by(child: Obj, uid: str) -> bool:
-    return any(ref.get("uid") == uid for ref in child["metadata"].get("ownerReferences") or [])
 
 
 async def _apply_actions(mljob: Obj, result: Plan) -> tuple[Plan, bool]:
@@ -314,22 +249,19 @@ async def _apply_actions(mljob: Obj, result: Plan) -> tuple[Plan, bool]:
     return Plan([], refused.status, refused.events, result.requeue_after), started_step
 
 
-async def _create(key: Key, action: Create, extra: dict[str, Any]) -> kube.Rejected | None:
+async def _create(key: Key, action: Create, extra: dict[str, Any]) -> expectations.Rejected | None:
     assert state.api is not None
     resource = CHILD_RESOURCES[action.kind]
-    outcome = await asyncio.to_thread(state.api.create, resource, key[0], action.body)
-    if isinstance(outcome, kube.Rejected):
+    answer = await asyncio.to_thread(state.api.create, resource, key[0], action.body)
+    owner_uid = action.body["metadata"]["ownerReferences"][0]["uid"]
+    outcome = expectations.create_outcome(answer, action.kind, action.name, owner_uid)
+    if not isinstance(outcome, Created):
         logger.warning(
             "%s/%s: %s %s rejected: %s", *key, action.kind, action.name, outcome, extra=extra
         )
         return outcome
-    child = outcome.body if isinstance(outcome, kube.Exists) else outcome
-    if not _owned_by(child, action.body["metadata"]["ownerReferences"][0]["uid"]):
-        message = f"a {action.kind} named {action.name} exists and is not owned by this MLJob"
-        logger.warning("%s/%s: %s", *key, message, extra=extra)
-        return kube.Rejected(409, message)
-    state.created.setdefault(key, {})[(action.kind, action.name)] = (time.monotonic(), child)
-    verb = "found existing" if isinstance(outcome, kube.Exists) else "created"
+    state.memory.expect(key, outcome.body)
+    verb = "found existing" if outcome.adopted else "created"
     logger.info("%s/%s: %s %s %s", *key, verb, action.kind, action.name, extra=extra)
     _failpoint("after-create")
     return None
@@ -340,7 +272,7 @@ async def _change(key: Key, action: Delete | Patch, extra: dict[str, Any]) -> No
     resource = CHILD_RESOURCES[action.kind]
     if isinstance(action, Delete):
         await asyncio.to_thread(state.api.delete, resource, action.namespace, action.name)
-        state.created.get(key, {}).pop((action.kind, action.name), None)
+        state.memory.deleted(key, action.kind, action.name)
         logger.info("%s/%s: deleted %s %s", *key, action.kind, action.name, extra=extra)
     else:
         await asyncio.to_thread(
@@ -367,9 +299,8 @@ async def _write_status(key: Key, mljob: Obj, result: Plan) -> None:
     patch = status_patch(old, result.status)
     if patch:
         updated = await asyncio.to_thread(state.api.patch_mljob_status, key[0], key[1], patch)
-        if updated is None:
-            return  # the MLJob is gone
-        _remember(key, updated)
+        if not state.memory.status_written(key, updated):
+            return  # a 404: the MLJob is gone
         metrics.observe_status(old, result.status)
     for event in result.events:
         kopf.event(mljob, type=event.type, reason=event.reason, message=event.message)
@@ -379,32 +310,18 @@ async def _write_status(key: Key, mljob: Obj, result: Plan) -> None:
 def _schedule(key: Key, delay: float | None) -> None:
     """Reconcile again after `delay` seconds (a retry's backoff, a deadline, the TTL): the one
     pending timer per MLJob is replaced by each new plan's."""
-    timer = state.timers.pop(key, None)
-    if timer is not None:
-        timer.cancel()
     if delay is None:
+        state.memory.replace_timer(key, None)
         return
     loop = asyncio.get_running_loop()
-    state.timers[key] = loop.call_later(
+    timer = loop.call_later(
         max(delay, 0.0), lambda: asyncio.create_task(reconcile(*key, trigger="timer"))
     )
-
-
-def _remember(key: Key, body: Obj) -> None:
-    latest = state.latest.get(key)
-    if latest is None or _newer(body, latest):
-        state.latest[key] = body
+    state.memory.replace_timer(key, timer)
 
 
 def _forget(key: Key) -> None:
-    state.latest.pop(key, None)
-    state.created.pop(key, None)
-    state.locks.pop(key, None)
-    state.terminal_seen.pop(key, None)
-    # A reconcile cancelled while it waited never took itself out: left here, every reconcile
-    # of a new MLJob with the same name would take itself as coalesced and do nothing.
-    state.waiting.discard(key)
-    _schedule(key, None)
+    state.memory.forget(key)
 
 
 def _failpoint(name: str) -> None:

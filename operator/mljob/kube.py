@@ -8,13 +8,13 @@ and any other refusal of a create is a `Rejected` carrying the API server's own 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from kubernetes import client, config
 
 from mljob import constants as c
 from mljob import metrics
+from mljob.expectations import Exists, Rejected, create_error
 
 Obj = dict[str, Any]
 Resource = tuple[str, str, str]  # (group, version, plural)
@@ -22,17 +22,17 @@ Resource = tuple[str, str, str]  # (group, version, plural)
 POOL_SIZE = 32
 
 
-@dataclass(frozen=True)
-class Exists:
-    """A create answered 409: the child is there already (made by an earlier attempt)."""
-
-    body: Obj
+__all__ = ["Api", "Exists", "Rejected", "api"]
+_shared: Api | None = None
 
 
-@dataclass(frozen=True)
-class Rejected:
-    status: int
-    message: str
+def api() -> Api:
+    """The process's one Api, made from the environment on first use: the glue and the
+    admission webhook share it (and its connection pool)."""
+    global _shared
+    if _shared is None:
+        _shared = Api.from_environment()
+    return _shared
 
 
 class Api:
@@ -64,9 +64,10 @@ class Api:
         except client.ApiException as error:
             if error.status == 409:
                 return Exists(self.get(resource, namespace, body["metadata"]["name"]))
-            if error.status in (400, 403, 422):
-                return Rejected(error.status, _message(error))
-            raise
+            rejected = create_error(error.status, _message(error))
+            if rejected is None:
+                raise
+            return rejected
 
     def get(self, resource: Resource, namespace: str, name: str) -> Obj:
         group, version, plural = resource
