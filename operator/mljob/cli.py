@@ -58,6 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         app_dir=Path(args.app_dir) if args.app_dir else None,
         runs_dir=Path(args.runs_dir),
         max_parallel=args.max_parallel,
+        strict_versions=args.strict_versions,
     )
     try:
         return run_local(mljob, Path(args.file), options)
@@ -256,6 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="local root for remote dataPaths (default: ./mljob-runs)",
     )
     run.add_argument("--max-parallel", type=int, help="steps at once (default: CPU count)")
+    run.add_argument(
+        "--strict-versions",
+        action="store_true",
+        help="fail (instead of warning) when a step's rayVersion/sparkVersion is not the "
+        "installed Ray/PySpark to the minor version",
+    )
 
     validate = add(
         "validate",

@@ -472,6 +472,67 @@ def ray_cluster_spec_errors(spec: Obj, path: str) -> Iterator[str]:
             if not isinstance(low, int) or not isinstance(high, int) or not 0 <= low <= high:
                 yield f"{path}.{name}: need 0 <= minReplicas <= maxReplicas"
     yield from _auth_options_errors(spec, path)
+    yield from ray_image_version_errors(spec, path)
+
+
+# Ray images whose tag says the Ray version: `rayproject/ray:2.49.0-py311-gpu` and the like
+# (any registry; repositories ray, ray-ml, ray-llm). Other images (a project's own) say nothing.
+RAY_IMAGE_REPOSITORIES = frozenset({"ray", "ray-ml", "ray-llm"})
+_RAY_IMAGE_TAG = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?(?:-(py3\d+))?(?:-[0-9A-Za-z.]+)*$")
+
+
+def ray_image_version(image: Any) -> tuple[tuple[int, int], str] | None:
+    """((major, minor), python tag or "") of a Ray image whose tag says them, else None:
+    `rayproject/ray:2.49.0-py311-gpu` -> ((2, 49), "py311"); `my/app:1.0`, `ray:latest` -> None."""
+    if not isinstance(image, str):
+        return None
+    name = image.split("@", 1)[0]
+    repository, _, tag = name.rpartition(":")
+    if not repository or "/" in tag:  # no tag, or the colon was a registry port
+        return None
+    if repository.rsplit("/", 1)[-1] not in RAY_IMAGE_REPOSITORIES:
+        return None
+    match = _RAY_IMAGE_TAG.match(tag)
+    if match is None:
+        return None
+    return (int(match[1]), int(match[2])), match[4] or ""
+
+
+def ray_image_version_errors(spec: Obj, path: str) -> Iterator[str]:
+    """rayVersion against the Ray version of each group's image (head, workers), to the minor
+    version, and the head's Python against the workers' where the tags say them: a mismatch is
+    the classic Ray failure (the workers cannot join, or unpickling fails mid-job)."""
+    version = spec.get("rayVersion")
+    wanted = _version_tuple(version)[:2] if isinstance(version, str) and version else None
+    groups = [("head", spec.get("headGroupSpec") or {})]
+    groups += [
+        (f"worker group {g.get('groupName') or i}", g)
+        for i, g in enumerate(spec.get("workerGroupSpecs") or [])
+    ]
+    head_python: tuple[str, str] | None = None
+    for role, group in groups:
+        containers = ((group.get("template") or {}).get("spec") or {}).get("containers") or []
+        image = (
+            containers[0].get("image") if containers and isinstance(containers[0], dict) else None
+        )
+        parsed = ray_image_version(image)
+        if parsed is None:
+            continue
+        (major, minor), python = parsed
+        if wanted is not None and len(wanted) == 2 and (major, minor) != wanted:
+            yield (
+                f"{path}.rayVersion: {version} does not match {image}, the image of the {role} "
+                f"(Ray {major}.{minor}); Ray versions must match to the minor version"
+            )
+        if not python:
+            continue
+        if head_python is None and role == "head":
+            head_python = (python, str(image))
+        elif head_python is not None and python != head_python[0]:
+            yield (
+                f"{path}: the head's image {head_python[1]} ({head_python[0]}) and the {role}'s "
+                f"{image} ({python}) have different Python versions; use one Python everywhere"
+            )
 
 
 # KubeRay v1.6.1 `ValidateRayClusterSpec`: a RayJob breaking these ends ValidationFailed; a

@@ -202,6 +202,39 @@ def ray_token_auth_supported(ray_version: str) -> bool:
     return tuple(int(n) for n in numbers) >= RAY_TOKEN_AUTH_SINCE
 
 
+def version_mismatches(mljob: Obj, installed: Mapping[str, str | None]) -> list[str]:
+    """One line per step whose declared engine version (a Ray step's rayVersion, or
+    spec.rayCluster's; a Spark step's sparkVersion) differs from the installed one
+    (`installed`: {"ray": "2.60.0", "spark": "4.3.0"}; None: not installed) to the minor
+    version. Steps of an engine that is not installed are left to check_requirements."""
+    spec = mljob["spec"]
+    shared = spec.get("rayCluster") or {}
+    lines = []
+    for step in spec["steps"]:
+        engine = engine_of(step)
+        if engine == SPARK_ENGINE:
+            field, declared = "sparkVersion", step["spark"].get("sparkVersion")
+            package = "PySpark"
+        else:
+            field, declared = (
+                "rayVersion",
+                step["ray"].get("rayVersion") or shared.get("rayVersion"),
+            )
+            package = "Ray"
+        have = installed.get(engine)
+        if not declared or not have or _minor(str(declared)) == _minor(have):
+            continue
+        lines.append(
+            f"step {step['name']}: {field} is {declared} but {package} {have} is installed "
+            "(they should match to the minor version)"
+        )
+    return lines
+
+
+def _minor(version: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", version)[:2])
+
+
 # --- commands ---------------------------------------------------------------------------------
 # `ray start --head` also starts the Ray client server (fixed port 10001) whenever grpcio is
 # importable, and its --ray-client-server-port has no "off". Steps are drivers on this machine

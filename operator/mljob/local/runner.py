@@ -41,6 +41,9 @@ class RunOptions:
     app_dir: Path | None = None  # default: the manifest's folder
     runs_dir: Path = Path("mljob-runs")
     max_parallel: int | None = None  # default: the number of CPUs
+    # A step's rayVersion/sparkVersion differing from the installed Ray/PySpark (to the minor
+    # version): an error instead of a warning.
+    strict_versions: bool = False
 
 
 def check_manifest(mljob: Any) -> None:
@@ -64,6 +67,29 @@ def check_requirements(mljob: Obj) -> None:
             "(e.g. `apt-get install openjdk-17-jre-headless`), "
             "then put `java` on PATH or set JAVA_HOME"
         )
+
+
+def installed_versions() -> dict[str, str | None]:
+    """The installed Ray and PySpark versions by engine (None: not installed)."""
+    found: dict[str, str | None] = {}
+    for engine, package in ((plan.RAY_ENGINE, "ray"), (plan.SPARK_ENGINE, "pyspark")):
+        try:
+            found[engine] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[engine] = None
+    return found
+
+
+def check_versions(mljob: Obj, strict: bool, out: TextIO) -> None:
+    """Warn (or, strict, fail) when a step's declared Ray/Spark version is not the installed
+    one to the minor version: the run would test another version than the cluster runs."""
+    mismatches = plan.version_mismatches(mljob, installed_versions())
+    if not mismatches:
+        return
+    if strict:
+        raise LocalRunError("version mismatch (--strict-versions):\n  " + "\n  ".join(mismatches))
+    for line in mismatches:
+        print(f"Warning: {line}.", file=out, flush=True)
 
 
 def java_executable() -> str | None:
@@ -282,5 +308,6 @@ def run_local(
     options = options or RunOptions()
     check_manifest(mljob)
     check_requirements(mljob)
+    check_versions(mljob, options.strict_versions, out)
     layout = make_layout(mljob, manifest, options)
     return PipelineRun(mljob, layout, options, out).run()

@@ -398,6 +398,78 @@ BAD_MANIFESTS: list[tuple[str, Any, str]] = [
         _with("spec.steps.0.spark.volumes", [{"name": "data", "hostPth": {"path": "/d"}}]),
         "spec.steps[0].spark: SparkApplication spec.volumes[0].hostPth: unknown field",
     ),
+    # --- versions that do not match (issue 12): rayVersion against the Ray image tags ---
+    (
+        "ray-version-vs-image",
+        _with("spec.steps.1.ray.image", "rayproject/ray:2.52.1-py311"),
+        "spec.steps[1].ray.rayClusterSpec.rayVersion: 2.49.0 does not match "
+        "rayproject/ray:2.52.1-py311, the image of the head (Ray 2.52)",
+    ),
+    (
+        "ray-version-vs-worker-image",
+        _with(
+            "spec.steps.1.ray",
+            {
+                "entrypoint": "python /app/train.py",
+                "rayVersion": "2.49.0",
+                "image": "rayproject/ray:2.49.0",
+                "workers": {"replicas": 1},
+                "template": {
+                    "rayClusterSpec": {
+                        "workerGroupSpecs": [
+                            {
+                                "groupName": "workers",
+                                "replicas": 1,
+                                "minReplicas": 1,
+                                "maxReplicas": 1,
+                                "rayStartParams": {},
+                                "template": {
+                                    "spec": {
+                                        "containers": [
+                                            {"name": "w", "image": "rayproject/ray:2.50.0-gpu"}
+                                        ]
+                                    }
+                                },
+                            }
+                        ]
+                    }
+                },
+            },
+        ),
+        "does not match rayproject/ray:2.50.0-gpu, the image of the worker group workers",
+    ),
+    (
+        "shared-cluster-version-vs-image",
+        shared_cluster_mljob(image="quay.io/rayproject/ray-ml:2.41.0-py310-gpu"),
+        "spec.rayCluster.rayVersion: 2.49.0 does not match quay.io/rayproject/ray-ml:2.41.0",
+    ),
+    (
+        "ray-python-head-vs-workers",
+        shared_cluster_mljob(
+            image="rayproject/ray:2.49.0-py311",
+            workers={"replicas": 1},
+            template={
+                "workerGroupSpecs": [
+                    {
+                        "groupName": "workers",
+                        "replicas": 1,
+                        "minReplicas": 1,
+                        "maxReplicas": 1,
+                        "rayStartParams": {},
+                        "template": {
+                            "spec": {
+                                "containers": [
+                                    {"name": "w", "image": "rayproject/ray:2.49.0-py312-gpu"}
+                                ]
+                            }
+                        },
+                    }
+                ]
+            },
+        ),
+        "the head's image rayproject/ray:2.49.0-py311 (py311) and the worker group workers's "
+        "rayproject/ray:2.49.0-py312-gpu (py312) have different Python versions",
+    ),
 ]
 
 
