@@ -10,7 +10,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: example test lint format binaries dev-cluster clean
+.PHONY: example test lint format binaries image dev-cluster clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,13 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint binaries
+# The operator image (Dockerfile), built with buildah from Debian bookworm bases (no Docker
+# engine or registry needed; buildah, podman, runc and mmdebstrap are apt-installed when root,
+# otherwise it fails with the command to run). Cached: rebuilt only when its inputs change.
+image: $(STAMP)
+	$(BIN)/python -m mljob.testing.image
+
+test: lint binaries image
 	$(BIN)/pytest
 
 dev-cluster: binaries
