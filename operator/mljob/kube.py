@@ -117,6 +117,22 @@ class Api:
                 return None
             raise
 
+    def patch_status(
+        self, resource: Resource, namespace: str, name: str, status: Obj
+    ) -> Obj | None:
+        """Merge-patch the status subresource of any of our kinds (a ScheduledMLJob). None if
+        the object is gone."""
+        group, version, plural = resource
+        try:
+            with metrics.api_request("patch"):
+                return self.objects.patch_namespaced_custom_object_status(
+                    group, version, namespace, plural, name, {"status": status}
+                )
+        except client.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
     def can(self, user: Obj, verb: str, namespace: str, group: str, resource: str) -> bool:
         """Ask the API server (SubjectAccessReview) whether `user` (an admission request's
         userInfo) may do `verb` on `resource` in `namespace`."""

@@ -41,7 +41,9 @@ class WebhookOptions:
 
 
 def serve(options: ServeOptions) -> None:
-    import mljob.handlers  # noqa: F401  (registers the handlers with kopf)
+    # Importing registers the handlers with kopf: MLJobs, and ScheduledMLJobs.
+    import mljob.handlers
+    import mljob.schedule_handlers  # noqa: F401
 
     kopf.configure(verbose=options.verbose, log_format=LOG_FORMATS[options.log_format])
     # kopf logs every handled event at INFO; the operator's own lines tell the story.
