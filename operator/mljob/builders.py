@@ -26,6 +26,10 @@ RAY_DEFAULT_MEMORY = "2Gi"
 RAY_HEAD_CONTAINER = "ray-head"
 RAY_WORKER_CONTAINER = "ray-worker"
 RAY_WORKER_GROUP = "workers"
+# Elastic workers (minReplicas < maxReplicas): KubeRay's autoscaler defaults, said explicitly.
+RAY_DEFAULT_UPSCALING_MODE = "Default"
+RAY_DEFAULT_IDLE_TIMEOUT_SECONDS = 60
+RAY_UPSCALING_MODES = ("Default", "Conservative", "Aggressive")
 
 
 # --- shared pieces ---------------------------------------------------------------------------
@@ -247,17 +251,40 @@ def _ray_cluster_spec(mljob: Obj, ray: Obj, run: int, step_name: str | None) -> 
     workers = ray.get("workers")
     if workers:
         replicas = workers.get("replicas", 1)
+        low = workers.get("minReplicas", replicas)
+        high = workers.get("maxReplicas", replicas)
         spec["workerGroupSpecs"] = [
             {
                 "groupName": RAY_WORKER_GROUP,
                 "replicas": replicas,
-                "minReplicas": workers.get("minReplicas", replicas),
-                "maxReplicas": workers.get("maxReplicas", replicas),
+                "minReplicas": low,
+                "maxReplicas": high,
                 "rayStartParams": {},
                 "template": _ray_pod(RAY_WORKER_CONTAINER, image, env, workers, pod_meta),
             }
         ]
+        if elastic(workers):
+            # Elastic workers: KubeRay's in-tree autoscaler (a sidecar on the head) scales the
+            # group between minReplicas and maxReplicas with the demand of tasks and actors;
+            # `replicas` is only the starting size then (the autoscaler writes it).
+            spec["enableInTreeAutoscaling"] = True
+            spec["autoscalerOptions"] = {
+                "upscalingMode": workers.get("upscalingMode", RAY_DEFAULT_UPSCALING_MODE),
+                "idleTimeoutSeconds": workers.get(
+                    "idleTimeoutSeconds", RAY_DEFAULT_IDLE_TIMEOUT_SECONDS
+                ),
+            }
     return spec
+
+
+def elastic(workers: Obj | None) -> bool:
+    """Whether a worker group scales (minReplicas < maxReplicas, defaults = replicas)."""
+    if not workers:
+        return False
+    replicas: int = workers.get("replicas", 1)
+    low: int = workers.get("minReplicas", replicas)
+    high: int = workers.get("maxReplicas", replicas)
+    return low < high
 
 
 def _pod_metadata(mljob: Obj, run: int, step_name: str | None) -> Obj:

@@ -392,10 +392,32 @@ def _check_ray_cluster_fields(ray: Any, spec: Obj, path: str) -> Iterator[str]:
             yield from _check_int(workers, key, f"{path}.workers", 0, None)
         replicas = workers.get("replicas", 1)
         low, high = workers.get("minReplicas", replicas), workers.get("maxReplicas", replicas)
-        if all(isinstance(x, int) for x in (low, replicas, high)) and not low <= replicas <= high:
-            yield f"{path}.workers: need minReplicas <= replicas <= maxReplicas"
+        numbers = all(isinstance(x, int) and not isinstance(x, bool) for x in (low, replicas, high))
+        if numbers and not low <= replicas <= high:
+            yield (
+                f"{path}.workers: need minReplicas <= replicas <= maxReplicas, got {low} <= "
+                f"{replicas} <= {high} (minReplicas and maxReplicas default to replicas; "
+                "replicas is the starting size of elastic workers)"
+            )
+        elastic = numbers and builders.elastic(workers)
+        yield from _check_autoscaling(workers, f"{path}.workers", elastic)
     if "template" in ray:
         yield from _check_type(ray, "template", dict, path)
+
+
+def _check_autoscaling(workers: Obj, path: str, elastic: bool) -> Iterator[str]:
+    """The curated autoscaler options of elastic workers (minReplicas < maxReplicas)."""
+    mode = workers.get("upscalingMode")
+    if mode is not None and mode not in builders.RAY_UPSCALING_MODES:
+        modes = ", ".join(builders.RAY_UPSCALING_MODES)
+        yield f"{path}.upscalingMode: must be one of {modes}, got {mode!r}"
+    yield from _check_int(workers, "idleTimeoutSeconds", path, 0, c.MAX_DEADLINE_SECONDS)
+    for key in ("upscalingMode", "idleTimeoutSeconds"):
+        if key in workers and not elastic:
+            yield (
+                f"{path}.{key}: only used by elastic workers; set minReplicas < maxReplicas "
+                "to enable the autoscaler, or remove it"
+            )
 
 
 def _check_group(group: Any, path: str) -> Iterator[str]:
@@ -471,8 +493,35 @@ def ray_cluster_spec_errors(spec: Obj, path: str) -> Iterator[str]:
             low, high = group.get("minReplicas"), group.get("maxReplicas")
             if not isinstance(low, int) or not isinstance(high, int) or not 0 <= low <= high:
                 yield f"{path}.{name}: need 0 <= minReplicas <= maxReplicas"
+    if autoscaling:
+        yield from _autoscaler_v2_errors(spec, groups, path)
     yield from _auth_options_errors(spec, path)
     yield from ray_image_version_errors(spec, path)
+
+
+# KubeRay v1.7 uses autoscaler v2 when autoscalerOptions.version is v2, or unset with Ray >= 2.47;
+# v2 needs every group's restartPolicy Never or unset (its validation refuses the cluster).
+RAY_AUTOSCALER_V2_DEFAULT_SINCE = (2, 47, 0)
+
+
+def _autoscaler_v2_errors(spec: Obj, groups: list[tuple[str, Obj]], path: str) -> Iterator[str]:
+    options = spec.get("autoscalerOptions") or {}
+    version = options.get("version")
+    ray_version = spec.get("rayVersion")
+    v2 = version == "v2" or (
+        version is None
+        and isinstance(ray_version, str)
+        and _version_tuple(ray_version) >= RAY_AUTOSCALER_V2_DEFAULT_SINCE
+    )
+    if not v2:
+        return
+    for name, group in groups:
+        restart = ((group.get("template") or {}).get("spec") or {}).get("restartPolicy")
+        if restart not in (None, "", "Never"):
+            yield (
+                f"{path}.{name}.template.spec.restartPolicy: autoscaler v2 (elastic workers) "
+                f"needs Never or unset, got {restart}"
+            )
 
 
 # Ray images whose tag says the Ray version: `rayproject/ray:2.49.0-py311-gpu` and the like

@@ -398,6 +398,48 @@ BAD_MANIFESTS: list[tuple[str, Any, str]] = [
         _with("spec.steps.0.spark.volumes", [{"name": "data", "hostPth": {"path": "/d"}}]),
         "spec.steps[0].spark: SparkApplication spec.volumes[0].hostPth: unknown field",
     ),
+    # --- elastic workers (issue 12): the autoscaler's bounds and options ---
+    (
+        "ray-elastic-replicas-out-of-bounds",
+        _with("spec.steps.1.ray.workers", {"replicas": 5, "minReplicas": 1, "maxReplicas": 4}),
+        "spec.steps[1].ray.workers: need minReplicas <= replicas <= maxReplicas, got 1 <= 5 <= 4",
+    ),
+    (
+        "shared-cluster-elastic-min-above-max",
+        shared_cluster_mljob(workers={"minReplicas": 3, "maxReplicas": 2, "replicas": 2}),
+        "spec.rayCluster.workers: need minReplicas <= replicas <= maxReplicas, got 3 <= 2 <= 2",
+    ),
+    (
+        "ray-elastic-upscaling-mode",
+        _with(
+            "spec.steps.1.ray.workers",
+            {"replicas": 1, "maxReplicas": 4, "upscalingMode": "Fast"},
+        ),
+        "spec.steps[1].ray.workers.upscalingMode: must be one of Default, Conservative, "
+        "Aggressive, got 'Fast'",
+    ),
+    (
+        "ray-idle-timeout-without-elastic",
+        _with("spec.steps.1.ray.workers", {"replicas": 2, "idleTimeoutSeconds": 30}),
+        "spec.steps[1].ray.workers.idleTimeoutSeconds: only used by elastic workers",
+    ),
+    (
+        "ray-elastic-restart-policy",
+        _with(
+            "spec.steps.1.ray",
+            {
+                "entrypoint": "python /app/train.py",
+                "rayVersion": "2.49.0",
+                "workers": {"replicas": 1, "maxReplicas": 3},
+                "template": {
+                    "rayClusterSpec": {
+                        "headGroupSpec": {"template": {"spec": {"restartPolicy": "Always"}}}
+                    }
+                },
+            },
+        ),
+        "headGroupSpec.template.spec.restartPolicy: autoscaler v2 (elastic workers) needs Never",
+    ),
     # --- versions that do not match (issue 12): rayVersion against the Ray image tags ---
     (
         "ray-version-vs-image",
