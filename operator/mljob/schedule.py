@@ -478,10 +478,11 @@ def plan(scheduled: Obj, runs: list[Obj], now: datetime) -> SchedulePlan:
     if not new["active"]:
         del new["active"]
     new["message"] = message
-    ready = "False" if spec.get("suspend") else "True"
+    # Ready stays True while suspended: the schedule is reconciled as asked (kstatus, and so
+    # Flux and helm --wait, would otherwise wait for a suspended schedule for ever).
     reason = REASON_SUSPENDED if spec.get("suspend") else REASON_SCHEDULED
     new["conditions"] = _conditions(
-        [(COND_READY, ready, reason), (COND_STALLED, "False", reason)],
+        [(COND_READY, "True", reason), (COND_STALLED, "False", reason)],
         message,
         generation,
         old,

@@ -464,7 +464,7 @@ def test_suspend_starts_nothing_but_still_prunes():
     assert created(result) == [] and deleted(result) == ["r"]
     assert result.requeue_after is None and "nextScheduleTime" not in result.status
     ready = next(c for c in result.status["conditions"] if c["type"] == "Ready")
-    assert (ready["status"], ready["reason"]) == ("False", "Suspended")
+    assert (ready["status"], ready["reason"]) == ("True", "Suspended")
 
 
 def test_resuming_catches_up_the_newest_missed_firing():
