@@ -248,6 +248,10 @@ def test_cluster_wide_install_runs_a_pipeline_with_least_privilege(plane, admin,
     for verb, resource in [
         ("watch", "mljobs.mljob.io"),
         ("patch", "mljobs.mljob.io/status"),
+        ("watch", "scheduledmljobs.mljob.io"),
+        ("patch", "scheduledmljobs.mljob.io/status"),
+        ("create", "mljobs.mljob.io"),  # a ScheduledMLJob's runs ...
+        ("delete", "mljobs.mljob.io"),  # ... pruned to the history limits
         ("create", "rayclusters.ray.io"),
         ("delete", "sparkapplications.sparkoperator.k8s.io"),
     ]:
@@ -260,7 +264,8 @@ def test_cluster_wide_install_runs_a_pipeline_with_least_privilege(plane, admin,
         ("create", "pods", "-n", "cw-team"),
         ("update", "mljobs.mljob.io", "-n", "cw-team"),
         ("patch", "mljobs.mljob.io", "-n", "cw-team"),
-        ("delete", "mljobs.mljob.io", "-n", "cw-team"),
+        ("patch", "scheduledmljobs.mljob.io", "-n", "cw-team"),
+        ("delete", "scheduledmljobs.mljob.io", "-n", "cw-team"),
         ("patch", "rayclusters.ray.io/status", "-n", "cw-team"),
         ("patch", "rayjobs.ray.io/status", "-n", "cw-team"),
         ("patch", "sparkapplications.sparkoperator.k8s.io/status", "-n", "cw-team"),
@@ -370,7 +375,11 @@ def test_webhook_install_serves_the_webhook_with_the_charts_identity(plane, admi
     core = client.CoreV1Api(admin)
     secret = core.read_namespaced_secret("wh-mljob-operator-webhook-tls", RELEASE_NAMESPACE)
     registrations = client.AdmissionregistrationV1Api(admin)
-    (hook,) = registrations.read_validating_webhook_configuration("wh-mljob-operator").webhooks
+    hook, schedule_hook = registrations.read_validating_webhook_configuration(
+        "wh-mljob-operator"
+    ).webhooks
+    assert schedule_hook.client_config.ca_bundle == secret.data["ca.crt"]
+    assert schedule_hook.namespace_selector.match_expressions[0].values == ["wh-team"]
     assert hook.client_config.ca_bundle == secret.data["ca.crt"]
     assert hook.failure_policy == "Fail"
     assert hook.namespace_selector.match_expressions[0].values == ["wh-team"]

@@ -21,8 +21,12 @@ LABELS = (
 )
 # Exactly what the operator does (operator/mljob/kube.py, handlers.py) plus kopf's own needs.
 NAMESPACED_RULES = {
-    ("mljob.io", "mljobs"): {"list", "watch"},
+    # get/create/delete: a ScheduledMLJob's runs (created per firing, read back on a 409,
+    # deleted by the history limits and concurrencyPolicy Replace)
+    ("mljob.io", "mljobs"): {"list", "watch", "get", "create", "delete"},
     ("mljob.io", "mljobs/status"): {"patch"},
+    ("mljob.io", "scheduledmljobs"): {"list", "watch"},
+    ("mljob.io", "scheduledmljobs/status"): {"patch"},
     # get: a create's 409 reads the child back; patch: spec.suspend only (suspend/resume, the
     # shared RayCluster included)
     ("sparkoperator.k8s.io", "sparkapplications"): {
@@ -337,7 +341,7 @@ def test_crds_come_from_the_repository_crds_folder(tmp_path):
 def test_webhook_self_managed_certificate_is_consistent():
     objects = render()
     secret = one(objects, "Secret")
-    (hook,) = one(objects, "ValidatingWebhookConfiguration")["webhooks"]
+    hook, schedule_hook = one(objects, "ValidatingWebhookConfiguration")["webhooks"]
     assert hook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
     assert hook["clientConfig"]["service"] == {
         "name": "mljob-mljob-operator-webhook",
@@ -347,6 +351,10 @@ def test_webhook_self_managed_certificate_is_consistent():
     }
     assert hook["failurePolicy"] == "Fail" and hook["sideEffects"] == "None"
     assert hook["rules"][0]["resources"] == ["mljobs"]
+    # ScheduledMLJobs: the same service and certificate, their own path (admission.py).
+    assert schedule_hook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
+    assert schedule_hook["clientConfig"]["service"]["path"] == "/validate-scheduledmljob"
+    assert schedule_hook["rules"][0]["resources"] == ["scheduledmljobs"]
     mounts = container(objects)["volumeMounts"]
     assert {
         "name": "webhook-certificate",
@@ -369,7 +377,7 @@ def test_webhook_with_cert_manager_lets_it_inject_the_ca():
     assert webhook["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == (
         "mljob-system/mljob-mljob-operator-webhook"
     )
-    assert "caBundle" not in webhook["webhooks"][0]["clientConfig"]
+    assert not any("caBundle" in hook["clientConfig"] for hook in webhook["webhooks"])
     own_ca = render(
         {
             "webhook.certManager.enabled": "true",

@@ -65,8 +65,8 @@ operator/mljob/handlers.py) and kopf makes for it. Shared by the ClusterRole (cl
 the per-namespace Roles (watchNamespaces).
 */}}
 {{- define "mljob-operator.namespacedRules" -}}
-# MLJobs: kopf lists and watches them (index + event handlers); the operator never gets,
-# writes or deletes an MLJob itself.
+# MLJobs: kopf lists and watches them (index + event handlers); the operator writes an MLJob
+# only as a ScheduledMLJob's run (below).
 - apiGroups: [mljob.io]
   resources: [mljobs]
   verbs: [list, watch]
@@ -88,7 +88,20 @@ the per-namespace Roles (watchNamespaces).
 - apiGroups: [ray.io]
   resources: [rayclusters]
   verbs: [get, list, watch, create, delete, patch]
-# Events on MLJobs (kopf posts core/v1 Events).
+# ScheduledMLJobs: watched (index + event handlers) and their status merge-patched; never
+# written otherwise.
+- apiGroups: [mljob.io]
+  resources: [scheduledmljobs]
+  verbs: [list, watch]
+- apiGroups: [mljob.io]
+  resources: [scheduledmljobs/status]
+  verbs: [patch]
+# Their runs are MLJobs: created (one per firing), read back when a create answers 409 (to
+# adopt it only if the schedule owns it), deleted (history limits, concurrencyPolicy Replace).
+- apiGroups: [mljob.io]
+  resources: [mljobs]
+  verbs: [get, create, delete]
+# Events on MLJobs and ScheduledMLJobs (kopf posts core/v1 Events).
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
