@@ -229,6 +229,56 @@ def build_ray_cluster(mljob: Obj, run: int) -> Obj:
     }
 
 
+def build_ray_service(mljob: Obj, step: Obj, run: int, attempt: int) -> Obj:
+    """A serve step's RayService: one Serve application (serveConfigV2) on its own cluster."""
+    serve = step["serve"]
+    spec: Obj = {
+        "serveConfigV2": serve_config_yaml(mljob, run, step),
+        "rayClusterConfig": _ray_cluster_spec(mljob, serve, run, step["name"]),
+    }
+    return {
+        "apiVersion": _api_version(c.RAY_SERVICE_KIND),
+        "kind": c.RAY_SERVICE_KIND,
+        "metadata": _metadata(mljob, step_child_name(mljob, step, run, attempt), run, step["name"]),
+        "spec": merge_patch(spec, serve.get("template") or {}),
+    }
+
+
+SERVE_DEFAULT_ROUTE = "/"
+
+
+def serve_config_yaml(mljob: Obj, run: int, step: Obj) -> str:
+    """Ray Serve's config file (the `serve deploy` schema) with the step's one application,
+    named after the step; its runtime env carries the MLJOB_* variables like a Ray step's."""
+    serve = step["serve"]
+    runtime_env = copy.deepcopy(serve.get("runtimeEnv") or {})
+    runtime_env["env_vars"] = effective_env(mljob, run, step["name"], runtime_env.get("env_vars"))
+    app: Obj = {
+        "name": step["name"],
+        "import_path": serve["importPath"],
+        "route_prefix": serve.get("routePrefix", SERVE_DEFAULT_ROUTE),
+        "runtime_env": runtime_env,
+    }
+    deployments = [_serve_deployment(d) for d in serve.get("deployments") or []]
+    if deployments:
+        app["deployments"] = deployments
+    return yaml.safe_dump({"applications": [app]}, sort_keys=False)
+
+
+def _serve_deployment(deployment: Obj) -> Obj:
+    out: Obj = {"name": deployment["name"]}
+    if "numReplicas" in deployment:
+        out["num_replicas"] = deployment["numReplicas"]
+    options = {
+        key: deployment[field]
+        for field, key in (("numCpus", "num_cpus"), ("numGpus", "num_gpus"))
+        if field in deployment
+    }
+    if options:
+        out["ray_actor_options"] = options
+    return out
+
+
 def _runtime_env_yaml(mljob: Obj, run: int, step: Obj) -> str:
     runtime_env = copy.deepcopy(step["ray"].get("runtimeEnv") or {})
     runtime_env["env_vars"] = effective_env(mljob, run, step["name"], runtime_env.get("env_vars"))

@@ -13,6 +13,7 @@ PLURAL = "mljobs"
 SPARK_KIND = "SparkApplication"
 RAY_JOB_KIND = "RayJob"
 RAY_CLUSTER_KIND = "RayCluster"
+RAY_SERVICE_KIND = "RayService"
 
 # Name limits (DNS-1035 labels). KubeRay: MaxRayJobNameLength = 53-6, MaxRayClusterNameLength = 53.
 # Spark operator v2.5: a DNS-1035 label (63); its UI Service `<app>-ui-svc` is hashed if too long.
@@ -20,11 +21,17 @@ RAY_CLUSTER_KIND = "RayCluster"
 RAY_JOB_NAME_MAX = 47
 RAY_CLUSTER_NAME_MAX = 53
 SPARK_APP_NAME_MAX = 63
+# A RayService's RayCluster is `<name>-<5 random>` (a RayCluster name, <= 53) and its Services
+# `<name>-head-svc`/`<name>-serve-svc`: the RayJob's limit leaves room for all of them.
+RAY_SERVICE_NAME_MAX = 47
 NAME_LIMIT_OF_KIND = {
     SPARK_KIND: SPARK_APP_NAME_MAX,
     RAY_JOB_KIND: RAY_JOB_NAME_MAX,
     RAY_CLUSTER_KIND: RAY_CLUSTER_NAME_MAX,
+    RAY_SERVICE_KIND: RAY_SERVICE_NAME_MAX,
 }
+# The port of a RayService's Serve Service (`<name>-serve-svc`), KubeRay's default.
+RAY_SERVE_PORT = 8000
 
 # MLJob names and step names become label values (<= 63 characters).
 MLJOB_NAME_MAX = 63

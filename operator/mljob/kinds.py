@@ -87,15 +87,30 @@ RAY_CLUSTER = ChildKind(
     suspendable=True,
 )
 
-CHILD_KINDS: tuple[ChildKind, ...] = (SPARK_APPLICATION, RAY_JOB, RAY_CLUSTER)
+RAY_SERVICE = ChildKind(
+    kind=c.RAY_SERVICE_KIND,
+    group="ray.io",
+    version="v1",
+    plural="rayservices",
+    name_limit=c.RAY_SERVICE_NAME_MAX,
+    step_key="serve",
+    engine="serve",
+    build=builders.build_ray_service,
+    state=states.ray_service_state,
+    # KubeRay v1.7's RayService has spec.suspend, but suspending tears the serving cluster
+    # down; an MLJob's suspend never reaches a model that is (or is about to be) serving.
+    suspendable=False,
+)
+
+CHILD_KINDS: tuple[ChildKind, ...] = (SPARK_APPLICATION, RAY_JOB, RAY_CLUSTER, RAY_SERVICE)
 BY_KIND: dict[str, ChildKind] = {k.kind: k for k in CHILD_KINDS}
 STEP_KINDS: tuple[ChildKind, ...] = tuple(k for k in CHILD_KINDS if k.step_key)
 
 
 def of_step(step: Obj) -> ChildKind:
     """The kind of a step's child, by the step's engine field (validation allows exactly one;
-    a step with none of them is taken as the last step kind, as before: Ray)."""
-    return next((k for k in STEP_KINDS if k.step_key in step), STEP_KINDS[-1])
+    a step with none of them is taken as a Ray step, as before)."""
+    return next((k for k in STEP_KINDS if k.step_key in step), RAY_JOB)
 
 
 def child_state(child: Obj) -> states.ChildState:

@@ -289,6 +289,7 @@ def _plan_run(
     actions += _suspend_or_resume(ctx, new["steps"])
     new = _summarize(new, base, _verdict(new["steps"], ctx.suspended), ctx.now)
     actions += _track_shared_cluster(ctx, new)
+    actions += _retire_ray_services(ctx, new, actions)
     actions += _expire_ttl(ctx, new, actions)
     result = _finish(old, new, ctx.mljob, ctx.now, actions, _next_wakeup(ctx, new))
     return replace(result, events=[*result.events, *ctx.events])
@@ -619,10 +620,46 @@ def _suspend_or_resume_cluster(ctx: _Context, status: MLJobStatus) -> list[Actio
     return [ctx.patch(c.RAY_CLUSTER_KIND, shared["name"], {"spec": {"suspend": want}})]
 
 
+# --- serve steps: the RayService that serves outlives its run ------------------------------------
+def _serving_ray_services(ctx: _Context, status: MLJobStatus) -> set[ChildKey]:
+    """The RayServices to keep: each serve step's current child while it is Pending, Running
+    or Succeeded (the live model), and, until that step of the current run succeeds, an older
+    one KubeRay still reports serving (the previous run's model keeps answering meanwhile)."""
+    entries = {e["name"]: e for e in status.get("steps") or []}
+    keep: set[ChildKey] = set()
+    for key, child in ctx.observed.items():
+        if key[0] != c.RAY_SERVICE_KIND:
+            continue
+        step = ((child.get("metadata") or {}).get("labels") or {}).get(c.LABEL_STEP)
+        entry = entries.get(str(step))
+        if entry is None or entry["kind"] != c.RAY_SERVICE_KIND:
+            continue  # the serve step left the spec: its model goes with it
+        current = key[1] == entry["child"] and entry["phase"] in (c.PENDING, c.RUNNING, c.SUCCEEDED)
+        older_serving = (
+            entry["phase"] != c.SUCCEEDED and states.child_state(child).phase == c.SUCCEEDED
+        )
+        if current or older_serving:
+            keep.add(key)
+    return keep
+
+
+def _retire_ray_services(ctx: _Context, status: MLJobStatus, planned: list[Action]) -> list[Action]:
+    """Delete the RayServices no serve step needs: failed attempts (a RayService never ends by
+    itself; its cluster would run for ever), and older runs' once the new run's serves."""
+    keep = _serving_ray_services(ctx, status)
+    already = {(a.kind, a.name) for a in planned if isinstance(a, Delete)}
+    return [
+        ctx.delete(kind, name)
+        for kind, name in sorted(ctx.observed)
+        if kind == c.RAY_SERVICE_KIND and (kind, name) not in keep | already
+    ]
+
+
 # --- TTL -----------------------------------------------------------------------------------------
 def _expire_ttl(ctx: _Context, status: MLJobStatus, planned: list[Action]) -> list[Action]:
     """ttlSecondsAfterFinished: once the run ended and the TTL passed, delete every child of
-    this MLJob (every run), once. The MLJob and its status stay."""
+    this MLJob (every run), once, except the RayService of a serve step that serves (the
+    deployed model). The MLJob and its status stay."""
     due = _ttl_due_at(ctx, status)
     if due is None or due > ctx.now:
         return []
@@ -634,6 +671,7 @@ def _expire_ttl(ctx: _Context, status: MLJobStatus, planned: list[Action]) -> li
     if status.get("rayCluster"):
         status["rayCluster"]["state"] = "Deleted"
     already = {(a.kind, a.name) for a in planned if isinstance(a, Delete)}
+    already |= _serving_ray_services(ctx, status)
     return [
         ctx.delete(kind, name) for kind, name in sorted(ctx.observed) if (kind, name) not in already
     ]

@@ -54,6 +54,7 @@ CHILD_CRD_FILES = {
     c.SPARK_KIND: "sparkoperator.k8s.io_sparkapplications.yaml",
     c.RAY_JOB_KIND: "ray.io_rayjobs.yaml",
     c.RAY_CLUSTER_KIND: "ray.io_rayclusters.yaml",
+    c.RAY_SERVICE_KIND: "ray.io_rayservices.yaml",
 }
 
 # JSON Schema keywords carried over as they are (after their subschemas are converted).

@@ -106,6 +106,75 @@ def _join(reason: str | None, message: str | None) -> str:
     return ": ".join(part for part in (reason, message) if part)
 
 
+# --- RayService: KubeRay v1.7 `rayservice_types.go` ------------------------------------------
+# Serving means the Ready condition is True (KubeRay sets it once the serve Service has at least
+# one endpoint: reason NonZeroServeEndpoints), no upgrade is in progress, and every application
+# of the active cluster is RUNNING. A Ready False with reason InitializingTimeout or
+# ValidationFailed is KubeRay giving up; an application DEPLOY_FAILED is Ray Serve giving up on
+# it (it stays so until the config changes). UNHEALTHY is not final: Serve restarts the
+# replicas and KubeRay replaces the cluster after serviceUnhealthySecondThreshold, so it only
+# shows in the message (a step deadline bounds the wait).
+RAY_SERVICE_FAILED_REASONS = frozenset({"InitializingTimeout", "ValidationFailed"})
+SERVE_APP_FAILED = "DEPLOY_FAILED"
+SERVE_APP_RUNNING = "RUNNING"
+
+
+def ray_service_state(service: dict[str, Any]) -> ChildState:
+    status = service.get("status") or {}
+    conditions = {x.get("type"): x for x in status.get("conditions") or [] if isinstance(x, dict)}
+    ready = conditions.get("Ready") or {}
+    upgrading = (conditions.get("UpgradeInProgress") or {}).get("status") == "True"
+    apps = (status.get("activeServiceStatus") or {}).get("applicationStatuses") or {}
+    failed = {n: a for n, a in apps.items() if (a or {}).get("status") == SERVE_APP_FAILED}
+    raw = ready.get("reason") or status.get("serviceStatus") or ""
+    if failed:
+        name, app = sorted(failed.items())[0]
+        text = _serve_app_message(name, app)
+        return _described(c.FAILED, f"{raw}/{SERVE_APP_FAILED}" if raw else SERVE_APP_FAILED, text)
+    if ready.get("status") == "False" and ready.get("reason") in RAY_SERVICE_FAILED_REASONS:
+        return _described(c.FAILED, raw, _join(ready.get("reason"), ready.get("message")))
+    all_running = bool(apps) and all(
+        (a or {}).get("status") == SERVE_APP_RUNNING for a in apps.values()
+    )
+    serving = ready.get("status") == "True" or (
+        not conditions and status.get("serviceStatus") == "Running"  # KubeRay before v1.3
+    )
+    if serving and all_running and not upgrading:
+        return ChildState(c.SUCCEEDED, raw or "Ready", f"serving at {serve_url(service)}")
+    unhealthy = sorted(n for n, a in apps.items() if (a or {}).get("status") == "UNHEALTHY")
+    if unhealthy:
+        text = _serve_app_message(unhealthy[0], apps[unhealthy[0]])
+        return _described(c.RUNNING, f"{raw}/UNHEALTHY" if raw else "UNHEALTHY", text)
+    phase = c.RUNNING if status.get("activeServiceStatus", {}).get("rayClusterName") else c.PENDING
+    return _described(phase, raw, ready.get("message") or "")
+
+
+def _serve_app_message(name: str, app: dict[str, Any]) -> str:
+    """The application's own message, else its first failing deployment's."""
+    status = app.get("status") or ""
+    message = app.get("message") or ""
+    if not message:
+        for deployment, d in sorted((app.get("serveDeploymentStatuses") or {}).items()):
+            if (d or {}).get("message"):
+                message = f"deployment {deployment}: {d['message']}"
+                break
+    return f"Serve application {name} {status}: {message or 'no message'}"
+
+
+def serve_url(service: dict[str, Any]) -> str:
+    """The in-cluster URL of a RayService's application: its serve Service, port and route."""
+    import yaml  # only here: the states of the other kinds need no YAML
+
+    meta = service.get("metadata") or {}
+    name, namespace = meta.get("name", ""), meta.get("namespace", "default")
+    try:
+        config = yaml.safe_load((service.get("spec") or {}).get("serveConfigV2") or "") or {}
+        route = (config.get("applications") or [{}])[0].get("route_prefix") or "/"
+    except (yaml.YAMLError, AttributeError, IndexError):
+        route = "/"
+    return f"http://{name}-serve-svc.{namespace}.svc:{c.RAY_SERVE_PORT}{route}"
+
+
 # --- RayCluster: readiness from the live HeadPodReady condition, not the sticky status.state ----
 @dataclass(frozen=True)
 class ClusterReadiness:

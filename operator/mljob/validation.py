@@ -52,7 +52,7 @@ SPEC_FIELDS = frozenset(
 STEP_FIELDS = frozenset(
     {
         "name", "dependsOn", "retries", "backoffSeconds", "maxBackoffSeconds",
-        "startDeadlineSeconds", "activeDeadlineSeconds", "spark", "ray",
+        "startDeadlineSeconds", "activeDeadlineSeconds", "spark", "ray", "serve",
     }
 )  # fmt: skip
 SPARK_FIELDS = frozenset(
@@ -66,6 +66,15 @@ RAY_STEP_FIELDS = frozenset(
     {"entrypoint", "rayVersion", "image", "runtimeEnv", "head", "workers", "template"}
 )
 RAY_CLUSTER_FIELDS = frozenset({"rayVersion", "image", "head", "workers", "template"})
+SERVE_STEP_FIELDS = frozenset(
+    {
+        "importPath", "routePrefix", "runtimeEnv", "deployments", "rayVersion", "image", "head",
+        "workers", "template",
+    }
+)  # fmt: skip
+SERVE_DEPLOYMENT_FIELDS = frozenset({"name", "numReplicas", "numCpus", "numGpus"})
+ENGINE_KEYS = ("spark", "ray", "serve")
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*[:.][A-Za-z_]\w*$")
 SPARK_CONF_HINT = {
     "serviceAccountName": "use spark.serviceAccount",
     "container.image": "use spark.image or spec.image",
@@ -231,13 +240,15 @@ def _check_step(step: Obj, path: str, earlier_names: list[Any], spec: Obj) -> It
         yield from _check_int(step, key, path, 0, c.MAX_BACKOFF_SECONDS)
     for key in ("startDeadlineSeconds", "activeDeadlineSeconds"):
         yield from _check_int(step, key, path, 1, c.MAX_DEADLINE_SECONDS)
-    has_spark, has_ray = "spark" in step, "ray" in step
-    if has_spark == has_ray:
-        yield f"{path}: set exactly one of `spark` or `ray`"
-    elif has_spark:
+    engines = [key for key in ENGINE_KEYS if key in step]
+    if len(engines) != 1:
+        yield f"{path}: set exactly one of `spark`, `ray` or `serve`"
+    elif engines == ["spark"]:
         yield from _check_spark(step["spark"], f"{path}.spark", spec)
-    else:
+    elif engines == ["ray"]:
         yield from _check_ray_step(step["ray"], f"{path}.ray", spec)
+    else:
+        yield from _check_serve(step["serve"], f"{path}.serve", spec)
 
 
 def _check_dependencies(steps: list[Obj], names: list[Any]) -> Iterator[str]:
@@ -377,6 +388,50 @@ def _check_ray_step(ray: Any, path: str, spec: Obj) -> Iterator[str]:
             )
 
 
+def _check_serve(serve: Any, path: str, spec: Obj) -> Iterator[str]:
+    """A serve step: one Ray Serve application on its own RayService cluster (never on
+    spec.rayCluster, whose life ends with the run)."""
+    if not isinstance(serve, dict):
+        yield f"{path}: must be a mapping"
+        return
+    yield from _check_known(serve, SERVE_STEP_FIELDS, path)
+    yield from _require_string(serve, "importPath", path, "module:attribute, e.g. serve_app:app")
+    import_path = serve.get("importPath")
+    if isinstance(import_path, str) and import_path.strip() and not _IMPORT_PATH.match(import_path):
+        yield f"{path}.importPath: must be module:attribute (e.g. serve_app:app): {import_path!r}"
+    route = serve.get("routePrefix")
+    if route is not None and (not isinstance(route, str) or not route.startswith("/")):
+        yield f"{path}.routePrefix: must start with '/', got {route!r}"
+    yield from _check_type(serve, "runtimeEnv", dict, path)
+    runtime_env = serve.get("runtimeEnv")
+    env_vars = runtime_env.get("env_vars") if isinstance(runtime_env, dict) else None
+    yield from _check_string_map(env_vars, f"{path}.runtimeEnv.env_vars")
+    for name in c.RESERVED_ENV & set(env_vars or {}):
+        yield f"{path}.runtimeEnv.env_vars.{name}: set by the operator; use another name"
+    deployments = serve.get("deployments")
+    if deployments is not None and not isinstance(deployments, list):
+        yield f"{path}.deployments: must be a list of {{name, numReplicas, numCpus, numGpus}}"
+    seen: set[str] = set()
+    for i, deployment in enumerate(deployments if isinstance(deployments, list) else []):
+        where = f"{path}.deployments[{i}]"
+        if not isinstance(deployment, dict):
+            yield f"{where}: must be a mapping"
+            continue
+        yield from _check_known(deployment, SERVE_DEPLOYMENT_FIELDS, where)
+        yield from _require_string(deployment, "name", where, "the @serve.deployment's name")
+        if deployment.get("name") in seen:
+            yield f"{where}.name: duplicate deployment {deployment['name']!r}"
+        seen.add(str(deployment.get("name")))
+        yield from _check_int(deployment, "numReplicas", where, 1, None)
+        for key in ("numCpus", "numGpus"):
+            value = deployment.get(key)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+            ):
+                yield f"{where}.{key}: must be a number >= 0, got {value!r}"
+    yield from _check_ray_cluster_fields(serve, spec, path)
+
+
 def _check_ray_cluster_fields(ray: Any, spec: Obj, path: str) -> Iterator[str]:
     """{rayVersion, image, head, workers} of a Ray step with its own cluster or spec.rayCluster."""
     if not isinstance(ray, dict):
@@ -471,6 +526,15 @@ def ray_job_errors(job: Obj, path: str) -> Iterator[str]:
         if (spec["rayClusterSpec"].get("authOptions") or {}).get("enableK8sTokenAuth"):
             yield f"{path}.rayClusterSpec.authOptions.enableK8sTokenAuth: not on a RayJob"
         yield from ray_cluster_spec_errors(spec["rayClusterSpec"], f"{path}.rayClusterSpec")
+
+
+def ray_service_errors(service: Obj, path: str) -> Iterator[str]:
+    """The RayService needs its cluster (a template may null it), then its cluster's rules."""
+    spec = service["spec"]
+    if not spec.get("rayClusterConfig"):
+        yield f"{path}.template: removes rayClusterConfig, which RayService requires"
+        return
+    yield from ray_cluster_spec_errors(spec["rayClusterConfig"], f"{path}.rayClusterConfig")
 
 
 def ray_cluster_spec_errors(spec: Obj, path: str) -> Iterator[str]:
@@ -617,8 +681,12 @@ def _check_generated_children(mljob: Obj) -> Iterator[str]:
     for i, step in enumerate(spec["steps"]):
         path = f"spec.steps[{i}]"
         child = builders.build_step_child(mljob, step, run=1, attempt=1)
-        key = "spark" if child["kind"] == c.SPARK_KIND else "ray"
-        rules = spark_application_errors if key == "spark" else ray_job_errors
+        key = next(k for k in ENGINE_KEYS if k in step)
+        rules = {
+            "spark": spark_application_errors,
+            "ray": ray_job_errors,
+            "serve": ray_service_errors,
+        }[key]
         errors = list(rules(child, f"{path}.{key}"))
         yield from errors or child_schema_errors(child, f"{path}.{key}", step[key].get("template"))
     if spec.get("rayCluster"):

@@ -39,6 +39,7 @@ NAMESPACED_RULES = {
     },
     ("ray.io", "rayjobs"): {"get", "list", "watch", "create", "delete", "patch"},
     ("ray.io", "rayclusters"): {"get", "list", "watch", "create", "delete", "patch"},
+    ("ray.io", "rayservices"): {"get", "list", "watch", "create", "delete", "patch"},
     ("", "events"): {"create"},
 }
 CRD_RULES = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}

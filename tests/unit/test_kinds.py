@@ -41,6 +41,9 @@ def test_a_suspendable_kind_has_spec_suspend_in_its_crd(kind):
     crd = crd_of(kind)
     version = next(v for v in crd["spec"]["versions"] if v["name"] == kind.version)
     spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    if kind is kinds.RAY_SERVICE:  # deliberately not: suspending tears a serving model down
+        assert "suspend" in spec and not kind.suspendable
+        return
     assert ("suspend" in spec) == kind.suspendable
 
 
@@ -58,14 +61,27 @@ def test_the_chart_lets_the_operator_manage_every_kind():
 
 
 def test_the_table_is_the_one_the_rest_of_the_code_uses():
-    assert [k.kind for k in kinds.CHILD_KINDS] == [c.SPARK_KIND, c.RAY_JOB_KIND, c.RAY_CLUSTER_KIND]
+    assert [k.kind for k in kinds.CHILD_KINDS] == [
+        c.SPARK_KIND,
+        c.RAY_JOB_KIND,
+        c.RAY_CLUSTER_KIND,
+        c.RAY_SERVICE_KIND,
+    ]
     assert {k.kind: k.name_limit for k in kinds.CHILD_KINDS} == c.NAME_LIMIT_OF_KIND
     assert {
         k.kind: (k.group, k.version, k.plural) for k in kinds.CHILD_KINDS
     } == handlers.CHILD_RESOURCES
     assert len(set(handlers.INDEX_NAMES)) == len(kinds.CHILD_KINDS) + 1
-    assert metrics.ENGINES == {c.SPARK_KIND: "spark", c.RAY_JOB_KIND: "ray"}
-    assert {k.engine for k in kinds.STEP_KINDS} == {local_plan.SPARK_ENGINE, local_plan.RAY_ENGINE}
+    assert metrics.ENGINES == {
+        c.SPARK_KIND: "spark",
+        c.RAY_JOB_KIND: "ray",
+        c.RAY_SERVICE_KIND: "serve",
+    }
+    assert {k.engine for k in kinds.STEP_KINDS} == {
+        local_plan.SPARK_ENGINE,
+        local_plan.RAY_ENGINE,
+        local_plan.SERVE_ENGINE,
+    }
 
 
 def test_kopf_registers_one_index_and_one_event_handler_per_kind():

@@ -88,6 +88,10 @@ the per-namespace Roles (watchNamespaces).
 - apiGroups: [ray.io]
   resources: [rayclusters]
   verbs: [get, list, watch, create, delete, patch]
+# Serve steps' RayServices (created; deleted when a newer run's serves or an attempt failed).
+- apiGroups: [ray.io]
+  resources: [rayservices]
+  verbs: [get, list, watch, create, delete, patch]
 # ScheduledMLJobs: watched (index + event handlers) and their status merge-patched; never
 # written otherwise.
 - apiGroups: [mljob.io]

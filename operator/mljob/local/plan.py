@@ -49,6 +49,7 @@ SPARK_LOCAL_ENV = {"SPARK_LOCAL_IP": LOOPBACK}
 SPARK_LOOPBACK_CONF = {"spark.driver.bindAddress": LOOPBACK, "spark.driver.host": LOOPBACK}
 LOG_DIR_NAME = "_logs"  # leading underscore: Spark and Ray Data readers skip it
 SPARK_ENGINE = "spark"
+SERVE_ENGINE = "serve"  # not run locally: skipped, with a note (docs/local-mode.md)
 RAY_ENGINE = "ray"
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?)([kmgt]?)i?b?$", re.IGNORECASE)
 _MEMORY_UNITS = {"": 1 / 2**20, "k": 1 / 1024, "m": 1, "g": 1024, "t": 1024 * 1024}
@@ -130,9 +131,9 @@ def expired_deadline(spec: Obj, step: Obj, step_seconds: float, run_seconds: flo
 
 
 def engine_of(step: Obj) -> str:
-    """SPARK_ENGINE or RAY_ENGINE: the step kind's engine (kinds.py)."""
+    """SPARK_ENGINE, RAY_ENGINE or SERVE_ENGINE: the step kind's engine (kinds.py)."""
     engine = kinds.of_step(step).engine
-    assert engine in (SPARK_ENGINE, RAY_ENGINE), engine
+    assert engine in (SPARK_ENGINE, RAY_ENGINE, SERVE_ENGINE), engine
     return engine
 
 
@@ -212,6 +213,8 @@ def version_mismatches(mljob: Obj, installed: Mapping[str, str | None]) -> list[
     lines = []
     for step in spec["steps"]:
         engine = engine_of(step)
+        if engine == SERVE_ENGINE:
+            continue
         if engine == SPARK_ENGINE:
             field, declared = "sparkVersion", step["spark"].get("sparkVersion")
             package = "PySpark"

@@ -54,7 +54,7 @@ def check_manifest(mljob: Any) -> None:
 
 def check_requirements(mljob: Obj) -> None:
     """Fail before starting anything when the machine cannot run every step."""
-    engines = {plan.engine_of(s) for s in mljob["spec"]["steps"]}
+    engines = {plan.engine_of(s) for s in mljob["spec"]["steps"]} - {plan.SERVE_ENGINE}
     modules = {plan.SPARK_ENGINE: "pyspark", plan.RAY_ENGINE: "ray"}
     for engine in sorted(engines):
         if importlib.util.find_spec(modules[engine]) is None:
@@ -163,12 +163,26 @@ class PipelineRun:
         self.view.refresh()
 
     def _start_ready(self) -> None:
-        succeeded = [n for n, s in self.states.items() if s.status == SUCCEEDED]
+        succeeded = [n for n, s in self.states.items() if s.status == SUCCEEDED or self._served(s)]
         started = [n for n, s in self.states.items() if s.status != PENDING]
         for name in plan.ready_steps(self.deps, succeeded, started):
+            if self.states[name].engine == plan.SERVE_ENGINE:
+                self._skip_serve(name)
+                self._start_ready()  # the steps after it are ready now
+                return
             if len(self.processes) >= self.max_parallel:
                 return
             self._start(name)
+
+    def _skip_serve(self, name: str) -> None:
+        """Serve steps are not run locally (docs/local-mode.md): marked skipped, and the steps
+        after them run as if it had succeeded (they never read a serve step's output)."""
+        state = self.states[name]
+        state.status, state.started = SKIPPED, time.monotonic()
+        state.finished = state.started
+        self.view.message(
+            f"Step {name} skipped: serve steps (a KubeRay RayService) run only on a cluster."
+        )
 
     def _start(self, name: str) -> None:
         step, state = self.steps[name], self.states[name]
@@ -187,6 +201,11 @@ class PipelineRun:
         log_file.write_text(f"$ {' '.join(command)}\n")
         self.processes[name] = GroupProcess(command, env, self.layout.app_dir, log_file)
         state.status, state.started = RUNNING, time.monotonic()
+
+    @staticmethod
+    def _served(state: StepState) -> bool:
+        """A serve step skipped by a local run (it stands for a success)."""
+        return state.engine == plan.SERVE_ENGINE and state.status == SKIPPED and bool(state.started)
 
     def _local_ray(self) -> LocalRay:
         if self.ray is None:
@@ -259,7 +278,7 @@ class PipelineRun:
     def _report(self) -> int:
         self.view.refresh()
         print("\n" + summary_table(list(self.states.values()), time.monotonic()), file=self.out)
-        ok = all(s.status == SUCCEEDED for s in self.states.values())
+        ok = all(s.status == SUCCEEDED or self._served(s) for s in self.states.values())
         verdict = "succeeded" if ok else "did not succeed"
         print(
             f"\nRun {self.layout.run} of {self.name} {verdict}. "
