@@ -23,7 +23,12 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 
 # Leads that introduce a log: kept in front of the cause, their log-announcing tail dropped.
 _LEADS = (
-    re.compile(r"^(?P<lead>(?:failed to run spark-submit: ?)+)"),
+    # The Spark operator v2.5.2 writes "failed to submit spark application: failed to run
+    # spark-submit: failed to run spark-submit: <stderr>" (seen in tests/e2e): one lead.
+    re.compile(
+        r"^(?:failed to submit spark application: )?"
+        r"(?P<lead>failed to run spark-submit)(?:: ?failed to run spark-submit)*(?:: ?|$)"
+    ),
     re.compile(
         r"^(?P<lead>(?:\w+: )?Job entrypoint command failed with exit code -?\d+)"
         r"(?:, last available logs \(truncated to [\d,]+ chars\):|\. No logs available\.)?"

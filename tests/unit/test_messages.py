@@ -154,3 +154,17 @@ def test_summary_is_one_short_line_never_empty_for_non_empty_input(text, limit):
 @given(TEXTS, LIMITS)
 def test_excerpt_is_bounded(text, limit):
     assert len(excerpt(text, limit)) <= limit
+
+
+def test_the_spark_operators_own_prefix_is_one_lead():
+    """What the real Spark operator v2.5.2 wrote in the end-to-end tier: its own prefix and the
+    lead twice before spark-submit's output (the hand-made corpus had the lead once)."""
+    text = (DATA / "spark_operator_submit_failed_e2e.txt").read_text()
+    assert summarize(text, 300) == (
+        "failed to run spark-submit: org.apache.spark.SparkException: "
+        "Please specify spark.kubernetes.file.upload.path property."
+    )
+    assert excerpt(text, 2048).startswith(
+        "failed to submit spark application: failed to run spark-submit: "
+        'failed to run spark-submit:\nException in thread "main" org.apache.spark.SparkException'
+    )
