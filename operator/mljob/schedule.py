@@ -38,6 +38,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 
 from mljob import constants as c
+from mljob.status import Condition
 from mljob.validation import validate
 
 Obj = dict[str, Any]
@@ -125,15 +126,6 @@ class Skipped(TypedDict):
     """The newest firing that did not start a run, and why."""
 
     scheduledTime: str
-    reason: str
-    message: str
-
-
-class Condition(TypedDict):
-    type: str
-    status: str
-    observedGeneration: int
-    lastTransitionTime: str
     reason: str
     message: str
 

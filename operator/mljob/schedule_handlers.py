@@ -24,6 +24,7 @@ import kopf
 
 from mljob import constants as c
 from mljob import kube, metrics, schedule
+from mljob.expectations import newer
 from mljob.planner import status_patch
 
 logger = logging.getLogger("mljob.schedule")
@@ -162,19 +163,10 @@ def _current(key: Key) -> Obj | None:
     latest = state.latest.get(key)
     if seen is None:
         return latest
-    if latest is None or _newer(seen, latest):
+    if latest is None or newer(seen, latest):
         state.latest[key] = seen
         return seen
     return latest
-
-
-def _newer(a: Obj, b: Obj) -> bool:
-    if a["metadata"].get("uid") != b["metadata"].get("uid"):
-        return True
-    try:
-        return int(a["metadata"]["resourceVersion"]) >= int(b["metadata"]["resourceVersion"])
-    except (KeyError, ValueError):
-        return True
 
 
 def _owned_by(run: Obj, uid: str) -> bool:
@@ -243,7 +235,7 @@ async def _write(
         if updated is None:
             return  # the schedule is gone
         latest = state.latest.get(key)
-        if latest is None or _newer(updated, latest):
+        if latest is None or newer(updated, latest):
             state.latest[key] = updated
     for event in events:
         kopf.event(scheduled, type=event.type, reason=event.reason, message=event.message)

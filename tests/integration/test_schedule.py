@@ -73,6 +73,14 @@ def events(api_client, namespace: str, name: str) -> list[str]:
     return [e.reason for e in listed.items]
 
 
+def wait_events(api_client, namespace: str, name: str, *reasons: str) -> None:
+    """Events are posted after the status write that reports the change: wait for them."""
+    wait_for(
+        lambda: set(reasons) <= set(events(api_client, namespace, name)),
+        f"the Events {', '.join(reasons)} on {name}",
+    )
+
+
 def this_years_first_firing() -> datetime:
     return datetime(datetime.now(UTC).year, 1, 1, tzinfo=UTC)
 
@@ -134,7 +142,7 @@ def test_missed_firings_are_caught_up_once_by_an_owned_run(api_client, namespace
     )
     assert done["lastRun"]["name"] == name and done["lastRun"]["phase"] == "Succeeded"
     assert "active" not in done and done["lastSuccessfulTime"]
-    assert {"RunCreated", "RunSucceeded"} <= set(events(api_client, namespace, "nightly"))
+    wait_events(api_client, namespace, "nightly", "RunCreated", "RunSucceeded")
 
     # A restart that lost the status write finds the run by its name: no second run.
     pretend_last_scheduled(api_client, namespace, "nightly", datetime(2000, 1, 1, tzinfo=UTC))
@@ -192,7 +200,7 @@ def test_forbid_holds_the_firing_while_a_run_is_active(api_client, namespace):
     assert skipped["reason"] == "ConcurrencyForbid"
     assert skipped["scheduledTime"] == ts(this_years_first_firing())
     assert [r["metadata"]["name"] for r in runs(api_client, namespace, "s")] == [active]
-    assert "ScheduleSkipped" in events(api_client, namespace, "s")
+    wait_events(api_client, namespace, "s", "ScheduleSkipped")
 
 
 @pytest.mark.usefixtures("operator_process")
@@ -204,7 +212,7 @@ def test_replace_deletes_the_active_run_and_starts_the_new_one(api_client, names
         "the active run replaced by the new one",
     )
     assert active != new
-    assert {"RunReplaced", "RunCreated"} <= set(events(api_client, namespace, "s"))
+    wait_events(api_client, namespace, "s", "RunReplaced", "RunCreated")
 
 
 @pytest.mark.usefixtures("operator_process")
@@ -221,11 +229,13 @@ def test_history_limit_prunes_the_oldest_finished_runs(api_client, namespace):
         lambda: [r["metadata"]["name"] for r in runs(api_client, namespace, "s")] == [newest],
         "the two oldest failed runs pruned",
     )
-    status = wait_for(
-        lambda: (s := status_of(api_client, namespace, "s")).get("lastRun") and s, "lastRun"
+    # The runs end in any order: lastRun settles on the newest once all three were seen.
+    wait_for(
+        lambda: (status_of(api_client, namespace, "s").get("lastRun") or {}).get("name") == newest,
+        "status.lastRun to name the newest run",
     )
-    assert (status["lastRun"]["name"], status["lastRun"]["phase"]) == (newest, "Failed")
-    assert {"RunPruned", "RunFailed"} <= set(events(api_client, namespace, "s"))
+    assert status_of(api_client, namespace, "s")["lastRun"]["phase"] == "Failed"
+    wait_events(api_client, namespace, "s", "RunPruned", "RunFailed")
 
 
 @pytest.mark.usefixtures("operator_process")
@@ -235,7 +245,7 @@ def test_an_invalid_template_stalls_the_schedule(api_client, namespace):
     status = wait_observed(api_client, namespace, "bad")
     stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
     assert stalled["status"] == "True" and "spec.template.spec.steps" in stalled["message"]
-    assert "InvalidSpec" in events(api_client, namespace, "bad")
+    wait_events(api_client, namespace, "bad", "InvalidSpec")
 
 
 # --- the timer and restarts, on an operator with a shifted clock ---------------------------------
