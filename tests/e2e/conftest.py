@@ -21,11 +21,14 @@ def e2e_world(tmp_path_factory) -> Iterator:
 
     workdir = tmp_path_factory.mktemp("e2e-world")
     world = E2EWorld(workdir=workdir)
+    problem = None
     try:
         world.start()
     except (BinaryError, ProcessError) as error:
         world.stop()
-        pytest.fail(f"cannot start the end-to-end world: {error}", pytrace=False)
+        problem = str(error)
+    if problem:
+        pytest.fail(f"cannot start the end-to-end world: {problem}", pytrace=False)
     print(f"end-to-end world started in {world.startup_seconds:.1f}s; logs in {workdir}")
     try:
         yield world

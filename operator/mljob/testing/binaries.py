@@ -183,6 +183,7 @@ def _require_go(missing: list[str]) -> None:
         f"them. Install Go >= 1.24 (https://go.dev/dl/) and run again, or set "
         f"KUBEBUILDER_ASSETS to a folder with envtest binaries "
         f"(`setup-envtest use {KUBERNETES_VERSION} -p path`). Cache: {cache_root()}"
+        + (f" (kwok v{KWOK_VERSION} needs Go >= 1.26)" if "kwok" in missing else "")
     )
 
 
