@@ -82,8 +82,9 @@ def test_deleting_the_mljob_mid_run_removes_every_child_and_pod(api, ns, e2e_wor
 
 
 def test_suspend_and_resume_under_the_real_controllers(api, ns):
-    steps = [spark("prepare", {"driver": {"annotations": {DRIVER_DURATION_ANNOTATION: "15s"}}})]
-    steps.append(ray("train", "import time; time.sleep(8); print('trained')"))
+    # Long enough for the operator to suspend each child while it runs, even on a busy machine.
+    steps = [spark("prepare", {"driver": {"annotations": {DRIVER_DURATION_ANNOTATION: "25s"}}})]
+    steps.append(ray("train", "import time; time.sleep(15); print('trained')"))
     create(api, MLJOB, ns, mljob("pause", *steps))
 
     # Spark: the Spark operator deletes the driver (SUSPENDING -> SUSPENDED) ...

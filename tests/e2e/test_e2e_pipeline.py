@@ -84,7 +84,9 @@ def test_churn_shaped_pipeline_succeeds(api, ns, e2e_world):
     # shutdownAfterJobFinishes: KubeRay deleted both clusters, and their pods went.
     wait_for(lambda: not items(api, RAYCLUSTER, ns), "KubeRay to delete the RayClusters")
     wait_for(
-        lambda: all(p.metadata.labels.get("ray.io/node-type") is None for p in pods(api, ns)),
+        lambda: all(
+            (p.metadata.labels or {}).get("ray.io/node-type") is None for p in pods(api, ns)
+        ),
         "the Ray pods to be gone",
     )
     assert get(api, RAYJOB, ns, jobs["train"]["metadata"]["name"])  # the RayJob stays

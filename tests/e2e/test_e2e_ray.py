@@ -85,7 +85,7 @@ def test_two_ray_steps_share_one_cluster_which_is_gone_after(api, ns, e2e_world)
     # The operator deletes the shared cluster when the pipeline ends; its pods follow.
     wait_for(lambda: not items(api, RAYCLUSTER, ns), "the shared RayCluster to be deleted")
     wait_for(
-        lambda: not [p for p in pods(api, ns) if p.metadata.labels.get("ray.io/cluster")],
+        lambda: not [p for p in pods(api, ns) if (p.metadata.labels or {}).get("ray.io/cluster")],
         "the shared cluster's pods to be gone",
     )
 
