@@ -245,7 +245,12 @@ async def _apply_actions(mljob: Obj, result: Plan) -> tuple[Plan, bool]:
     if rejection is None:
         return result, started_step
     old = mljob.get("status") or {}
-    refused = record_create_rejected(old, result.status, *rejection, _now(), skipped)
+    refused = record_create_rejected(
+        old, result.status, *rejection, _now(), skipped, namespace=key[0]
+    )
+    for action in refused.actions:  # the shared RayCluster of a run the refusal ended
+        if isinstance(action, Delete | Patch):
+            await _change(key, action, _log_fields(key, result.status.get("run")))
     return Plan([], refused.status, refused.events, result.requeue_after), started_step
 
 

@@ -217,13 +217,19 @@ def record_create_rejected(
     message: str,
     now: datetime,
     skipped: Sequence[str | None] = (),
+    *,
+    namespace: str,
 ) -> Plan:
     """The API server refused a child create (422, 403, admission) from the plan that turned
     status `old` into `status`: fail the step once, with the server's message, so it is never
     retried in a loop. The glue applies no create after a rejected one: the steps of those
     `skipped` creates (None: the shared RayCluster) did not start, so their entries go back to
     what `old` had. `rejected` None means the shared RayCluster was refused: the Ray steps that
-    needed it fail (without an attempt: their RayJob was never sent)."""
+    needed it fail (without an attempt: their RayJob was never sent).
+
+    The returned Plan's actions are to be applied too: when the refusal ended the run, the
+    shared RayCluster (in `namespace`) is deleted now, as the plan that ends a run does, and
+    not one reconcile later (nothing might trigger one before the resync)."""
     new = copy.deepcopy(status)
     cluster = _cluster_name(status)
     _undo_skipped_starts(new, old, skipped)
@@ -238,7 +244,22 @@ def record_create_rejected(
             )
             steps.reject(entry, _line(f"the API server rejected {what}: {message}"), now)
     new = _summarize(new, status, _verdict(new["steps"], False), now)
-    return Plan([], new, diff_events(old, new))
+    return Plan(_release_ended_cluster(new, namespace), new, diff_events(old, new))
+
+
+def _release_ended_cluster(status: MLJobStatus, namespace: str) -> list[Action]:
+    """Delete the shared RayCluster of a run that ended with no Ray job left on it."""
+    shared = status.get("rayCluster")
+    if not shared or shared["state"] in ("Deleting", "Deleted", "Rejected"):
+        return []
+    ray_busy = any(e["kind"] == c.RAY_JOB_KIND and _has_live_child(e) for e in status["steps"])
+    if status["phase"] not in c.TERMINAL_PHASES or ray_busy:
+        return []
+    shared.pop("suspended", None)
+    shared.pop("message", None)
+    shared["state"] = "Deleting"
+    kind = BY_KIND[c.RAY_CLUSTER_KIND]
+    return [Delete(kind.api_version, kind.kind, shared["name"], namespace)]
 
 
 def _undo_skipped_starts(
@@ -280,6 +301,7 @@ def _plan_run(
     _note_resume(ctx, new, old)
     for entry in new["steps"]:
         _observe(ctx, entry, retry=True)
+    _adopt_shared_cluster(ctx, new)
     actions += _notice_lost_cluster(ctx, new)
     actions += _enforce_step_deadlines(ctx, new, retry=True)
     actions += _enforce_pipeline_deadline(ctx, new, base)
@@ -313,6 +335,9 @@ def _observe(ctx: _Context, entry: StepStatus, *, retry: bool) -> None:
     failure = _refresh(ctx, entry)
     if failure:
         _attempt_failed(entry, step, failure, ctx.now)
+        if step is not None and steps.waits_for_attempt(entry):
+            # its next attempt may exist already: created by a plan whose status write was lost
+            _observe(ctx, entry, retry=retry)
 
 
 def _refresh(ctx: _Context, entry: StepStatus) -> _Failure | None:
@@ -475,7 +500,9 @@ def _plan_spec_change(ctx: _Context, old: MLJobStatus, new_hash: str) -> Plan:
     draining["observedGeneration"] = _generation(ctx.mljob)
     for entry in draining.get("steps") or []:
         _observe(ctx, entry, retry=False)
-    actions = _enforce_step_deadlines(ctx, draining, retry=False)
+    # A RayJob of the ending run whose shared cluster was deleted would never finish: fail it.
+    actions = _notice_lost_cluster(ctx, draining, retry=False)
+    actions += _enforce_step_deadlines(ctx, draining, retry=False)
     actions += _suspend_or_resume(ctx, draining.get("steps") or [])
     live = [e for e in draining.get("steps") or [] if _has_live_child(e)]
     policy = ctx.spec.get("onSpecChange", c.WAIT_FOR_RUNNING)
@@ -484,7 +511,8 @@ def _plan_spec_change(ctx: _Context, old: MLJobStatus, new_hash: str) -> Plan:
         message = f"the spec changed: run {ctx.run + 1} starts when step(s) {names} finish"
         verdict = _Verdict(c.RUNNING, c.REASON_WAITING_FOR_RUN, message, names.replace(" ", ""))
         status = _summarize(draining, old, verdict, ctx.now)
-        return _finish(old, status, ctx.mljob, ctx.now, actions, _next_wakeup(ctx, status))
+        result = _finish(old, status, ctx.mljob, ctx.now, actions, _next_wakeup(ctx, status))
+        return replace(result, events=[*result.events, *ctx.events])
     actions += _cancel(ctx, live, policy)
     actions += _delete_old_cluster(ctx, draining)
     base: MLJobStatus = {
@@ -566,7 +594,18 @@ def _track_shared_cluster(ctx: _Context, status: MLJobStatus) -> list[Action]:
     return []
 
 
-def _notice_lost_cluster(ctx: _Context, status: MLJobStatus) -> list[Action]:
+def _adopt_shared_cluster(ctx: _Context, status: MLJobStatus) -> None:
+    """A status write was lost after the run's shared RayCluster was created: status does not
+    name it, yet it exists, or a RayJob adopted after the same loss runs on it. Record it, so
+    that it is deleted when the run ends (or noticed as lost, and created again)."""
+    if not ctx.spec.get("rayCluster") or status.get("rayCluster"):
+        return
+    name = naming.ray_cluster_name(ctx.mljob["metadata"]["name"], ctx.run)
+    if (c.RAY_CLUSTER_KIND, name) in ctx.observed or any(map(_on_cluster, status["steps"])):
+        status["rayCluster"] = {"name": name, "state": "Creating"}
+
+
+def _notice_lost_cluster(ctx: _Context, status: MLJobStatus, *, retry: bool = True) -> list[Action]:
     """The shared RayCluster was deleted by someone else while the run still needs it: the Ray
     steps running on it lose their attempt (retried while retries allow, like a deleted step
     child), and the next Ray step creates it again under the same name."""
@@ -575,21 +614,30 @@ def _notice_lost_cluster(ctx: _Context, status: MLJobStatus) -> list[Action]:
         not shared
         or shared["state"] in ("Deleting", "Deleted", "Rejected")
         or (c.RAY_CLUSTER_KIND, shared["name"]) in ctx.observed
-        or _ended(status["steps"])
+        or (_ended(status["steps"]) and not any(_on_cluster(e) for e in status["steps"]))
     ):
         return []
     lost = f"the shared RayCluster {shared['name']} was deleted (by someone else)"
     del status["rayCluster"]
     ctx.events.append(
-        Event("Warning", c.EVENT_RAY_CLUSTER_LOST, f"{lost}; the next Ray step creates it again")
+        Event(
+            "Warning",
+            c.EVENT_RAY_CLUSTER_LOST,
+            f"{lost}; the next Ray step creates it again" if retry else lost,
+        )
     )
     actions: list[Action] = []
     for entry in status["steps"]:
-        if entry["kind"] == c.RAY_JOB_KIND and _has_live_child(entry):
+        if _on_cluster(entry):
             actions.append(ctx.delete(c.RAY_JOB_KIND, entry["child"]))
             failure = _Failure(c.CHILD_STATE_CLUSTER_LOST, f"{lost} while {entry['child']} ran")
-            _attempt_failed(entry, ctx.step(entry), failure, ctx.now)
+            _attempt_failed(entry, ctx.step(entry) if retry else None, failure, ctx.now)
     return actions
+
+
+def _on_cluster(entry: StepStatus) -> bool:
+    """A Ray step whose RayJob is live (on the shared RayCluster, when there is one)."""
+    return entry["kind"] == c.RAY_JOB_KIND and _has_live_child(entry)
 
 
 def _suspend_or_resume_cluster(ctx: _Context, status: MLJobStatus) -> list[Action]:

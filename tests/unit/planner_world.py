@@ -65,8 +65,16 @@ class World:
         if rejected is not None:
             old = self.mljob.get("status") or {}
             result = record_create_rejected(
-                old, result.status, rejected.step, message, self.now, skipped
+                old,
+                result.status,
+                rejected.step,
+                message,
+                self.now,
+                skipped,
+                namespace=self.mljob["metadata"]["namespace"],
             )
+            for action in result.actions:
+                self._apply(action)
         self._write_status(result)
         return result, skipped
 

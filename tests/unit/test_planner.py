@@ -171,7 +171,7 @@ def test_rejected_create_fails_the_step_once():
     world = World(mljob())
     first = world.reconcile()
     rejected = record_create_rejected(
-        {}, world.status, first.actions[0].step, "spec.type: Unsupported", T0
+        {}, world.status, first.actions[0].step, "spec.type: Unsupported", T0, namespace="team-a"
     )
     world.mljob["status"] = rejected.status
     assert world.step("prepare")["childState"] == c.CHILD_STATE_CREATE_REJECTED
@@ -187,7 +187,9 @@ def test_a_rejected_create_leaves_the_skipped_parallel_steps_unstarted():
     job = mljob([spark_step("a"), spark_step("b", dependsOn=[]), spark_step("c", dependsOn=[])])
     result = plan(job, [], T0)
     assert [a.step for a in result.actions] == ["a", "b", "c"]
-    rejected = record_create_rejected({}, result.status, "a", "quota exceeded", T0, ["b", "c"])
+    rejected = record_create_rejected(
+        {}, result.status, "a", "quota exceeded", T0, ["b", "c"], namespace="team-a"
+    )
     steps = {e["name"]: e for e in rejected.status["steps"]}
     assert steps["a"]["phase"] == c.FAILED and "quota exceeded" in steps["a"]["message"]
     for skipped in ("b", "c"):
@@ -217,7 +219,9 @@ def test_a_rejected_shared_cluster_fails_the_ray_steps_that_needed_it_and_create
         (c.RAY_JOB_KIND, "a"),
         (c.RAY_JOB_KIND, "b"),
     ]
-    rejected = record_create_rejected({}, result.status, None, "quota", T0, ["a", "b"])
+    rejected = record_create_rejected(
+        {}, result.status, None, "quota", T0, ["a", "b"], namespace="team-a"
+    )
     status = rejected.status
     for entry in status["steps"]:
         assert entry["phase"] == c.FAILED and entry["childState"] == c.CHILD_STATE_CREATE_REJECTED
@@ -247,3 +251,36 @@ def test_condition_transition_time_kept_while_status_unchanged():
 def test_create_actions_carry_the_step():
     result = plan(mljob(), [], T0)
     assert isinstance(result.actions[0], Create) and result.actions[0].step == "prepare"
+
+
+def test_a_refused_retry_that_ends_the_run_deletes_the_shared_cluster_at_once():
+    """Found by test_planner_property: a Ray step's retry refused by the API server failed the
+    run, but its shared RayCluster stayed until some later reconcile (the resync, a minute
+    on): the refusal's plan now deletes it, as the plan that ends a run does."""
+    steps = [{"name": "a", "ray": {"entrypoint": "x"}, "retries": 1, "backoffSeconds": 0}]
+    world = World(mljob(steps, rayCluster={"rayVersion": "2.49.0"}))
+    world.reconcile()
+    world.finish("a", ok=False)
+    before = copy.deepcopy(world.status)
+    retry = world.reconcile()  # attempt 1 failed; attempt 2 is created at once (no backoff)
+    assert [a.name for a in retry.actions if isinstance(a, Create)] == ["churn-a-r1-a2"]
+    rejected = record_create_rejected(
+        before, retry.status, "a", "exceeded quota", world.now, namespace="team-a"
+    )
+    assert rejected.status["phase"] == c.FAILED
+    assert [(a.kind, a.name, a.namespace) for a in rejected.actions] == [
+        (c.RAY_CLUSTER_KIND, "churn-r1-ray", "team-a")
+    ]
+    assert rejected.status["rayCluster"]["state"] == "Deleting"
+
+
+def test_a_refusal_that_leaves_a_ray_job_on_the_shared_cluster_keeps_it():
+    steps = [
+        {"name": "a", "ray": {"entrypoint": "x"}},
+        {"name": "b", "spark": spark_step("b")["spark"], "dependsOn": []},
+    ]
+    job = mljob(steps, rayCluster={"rayVersion": "2.49.0"})
+    result = plan(job, [], T0)
+    assert [a.step for a in result.actions] == [None, "a", "b"]
+    rejected = record_create_rejected({}, result.status, "b", "quota", T0, namespace="team-a")
+    assert rejected.status["phase"] == c.FAILED and rejected.actions == []  # a still runs on it

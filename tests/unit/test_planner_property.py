@@ -1,174 +1,180 @@
-"""Random child status changes never start a step before its dependencies succeeded and never
-create a child twice (World.reconcile asserts the latter on every create)."""
+"""What must always hold, whatever the pipeline and whatever happens to it.
 
-from hypothesis import HealthCheck, given, settings
+Random DAGs of Spark and Ray steps (pipeline_gen.pipelines: shared RayCluster or not, retries,
+backoffs, step and pipeline deadlines, TTL, onSpecChange) go through random child outcomes and
+operator events (children succeeding, failing, changing state or killed by someone else, the
+shared RayCluster deleted, suspend toggled, the spec edited, a status write lost after a create,
+a late watch, a create refused by the API server), each followed by one reconcile run as the
+glue runs it (pipeline_gen.GlueWorld, through expectations.Memory). After every reconcile:
+
+- safety: a step's child is created only when every dependency's step is Succeeded, with a
+  child this test made succeed; a child is never created twice (GlueWorld asserts it), and a
+  step never gets more attempts than its retries allow;
+- terminal stays terminal: a Succeeded or Failed run stays so (only a spec change starts another);
+- nothing starts after the pipeline failed;
+- the shared RayCluster exists exactly while a Ray step of its run may still need it: never
+  once the run ended with no Ray job left on it, always while a RayJob of the run is live;
+- every created child of the run is recorded in status (its step's current child or one of its
+  failed attempts; the shared RayCluster in status.rayCluster);
+
+and at the end, liveness: once the children succeed whenever they run (and suspend is off), the
+run reaches Succeeded, unless it had failed already or the pipeline deadline ran out.
+
+`pytest tests/unit/test_planner_property.py --hypothesis-show-statistics` prints how the
+examples ended (docs/testing.md has a run).
+"""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import event, given
 from hypothesis import strategies as st
-from planner_world import World
+from pipeline_gen import MOVES, GlueWorld, child_status, done_status, pipelines
 
 from mljob import constants as c
-from mljob.states import child_state
-from mljob.testing.corpus import mljob, ray_step, spark_step
+from mljob.planner import Create
 from mljob.validation import dependencies
 
-SPARK_STATES = [
-    "",
-    "SUBMITTED",
-    "RUNNING",
-    "SUCCEEDING",
-    "FAILING",
-    "UNKNOWN",
-    "COMPLETED",
-    "FAILED",
-]
-RAY_STATES = [
-    ("", ""),
-    ("Initializing", ""),
-    ("Running", "RUNNING"),
-    ("Retrying", ""),
-    ("Complete", "SUCCEEDED"),
-    ("Complete", "STOPPED"),
-    ("Failed", "RUNNING"),
-]
-
-PIPELINES = {
-    "chain": [spark_step("a"), ray_step("b"), spark_step("c")],
-    "diamond": [
-        spark_step("a"),
-        ray_step("b", dependsOn=["a"]),
-        spark_step("c", dependsOn=["a"]),
-        ray_step("d", dependsOn=["b", "c"]),
-    ],
-    "forest": [
-        spark_step("a", dependsOn=[]),
-        spark_step("b", dependsOn=[]),
-        ray_step("c", dependsOn=["a"]),
-    ],
+TERMINAL = c.TERMINAL_PHASES
+DEADLINES = {
+    c.CHILD_STATE_PIPELINE_DEADLINE,
+    c.CHILD_STATE_START_DEADLINE,
+    c.CHILD_STATE_ACTIVE_DEADLINE,
 }
-SHARED = {"rayVersion": "2.49.0"}
 
 
-def _status_for(kind, pick):
-    if kind == c.SPARK_KIND:
-        return {
-            "applicationState": {"state": SPARK_STATES[pick % len(SPARK_STATES)]},
-            "driverInfo": {},
-        }
-    deployment, job = RAY_STATES[pick % len(RAY_STATES)]
-    return {"jobDeploymentStatus": deployment, "jobStatus": job}
+def _step_of(world: GlueWorld, key: tuple[str, str]) -> str:
+    return world.children[key]["metadata"]["labels"][c.LABEL_STEP]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    pipeline=st.sampled_from(sorted(PIPELINES)),
-    shared=st.booleans(),
-    moves=st.lists(st.tuples(st.integers(0, 50), st.integers(0, 50), st.booleans()), max_size=40),
-)
-def test_no_early_start_and_no_double_create(pipeline, shared, moves):
-    steps = PIPELINES[pipeline]
-    if shared:
-        steps = [
-            {
-                "name": s["name"],
-                "ray": {"entrypoint": "x"},
-                **({"dependsOn": s["dependsOn"]} if "dependsOn" in s else {}),
-            }
-            if "ray" in s
-            else s
-            for s in steps
-        ]
-    world = World(mljob(steps, **({"rayCluster": SHARED} if shared else {})))
-    deps = dependencies(steps)
-    succeeded: set[str] = set()  # the truth, kept by the test from the children it drove
-    for child_pick, state_pick, delete_finished in [(0, 0, False), *moves]:
-        for action in world.reconcile().actions:
-            if getattr(action, "step", None):
-                missing = set(deps[action.step]) - succeeded
-                assert not missing, f"{action.step} started before {missing} succeeded"
-        live = sorted(k for k in world.children if k[0] != c.RAY_CLUSTER_KIND)
-        if not live:
+def _check_plan(world: GlueWorld, before: dict, written, sent: list[Create], allowed) -> None:
+    """Safety, terminal stays terminal, nothing starts after a failure."""
+    after = world.mljob["status"]
+    same_run = bool(before) and before.get("run") == after.get("run")
+    # A spec change may wait for the live children of an ended run (WaitForRunning): the run
+    # number moves on only when they finish, and the phase says Running meanwhile.
+    unchanged = before.get("observedGeneration") == after.get("observedGeneration")
+    if same_run and unchanged and before.get("phase") in TERMINAL:
+        assert after["phase"] == before["phase"], f"a {before['phase']} run became {after['phase']}"
+    if before.get("phase") == c.FAILED and same_run:
+        assert not sent, f"started {[a.name for a in sent]} after the pipeline failed"
+    status = written.status
+    entries = {e["name"]: e for e in status["steps"]}
+    deps = dependencies(world.mljob["spec"]["steps"])
+    for create in sent:
+        if create.step is None:
             continue
-        kind, name = live[child_pick % len(live)]
-        child = world.children[(kind, name)]
-        if child_state(child).phase in c.TERMINAL_PHASES:
-            if delete_finished:  # e.g. Spark timeToLiveSeconds
-                del world.children[(kind, name)]
+        for dep in deps[create.step]:
+            entry = entries[dep]
+            assert entry["phase"] == c.SUCCEEDED, f"{create.step} started before {dep} succeeded"
+            assert (entry["kind"], entry["child"]) in world.succeeded, f"{dep} never succeeded"
+    for entry in status["steps"]:
+        assert entry["attempts"] <= allowed[entry["name"]], f"{entry['name']}: too many attempts"
+        failures = entry.get("failures") or []
+        assert len(failures) <= c.MAX_FAILURE_HISTORY, f"{entry['name']}: failures unbounded"
+        if failures:  # the last ones, in order
+            assert [f["attempt"] for f in failures] == sorted(f["attempt"] for f in failures)
+    if status.get("phase") == c.FAILED and not any(
+        e["childState"] == c.CHILD_STATE_CREATE_REJECTED for e in status["steps"]
+    ):
+        assert not [a for a in sent if a.step], "a step started in the plan that failed the run"
+
+
+def _check_world(world: GlueWorld) -> None:
+    """The shared RayCluster and the children of the run, against the status just written."""
+    status = world.mljob["status"]
+    run = str(status["run"])
+    entries = {e["name"]: e for e in status["steps"]}
+    of_run = [
+        k for k in world.children if world.children[k]["metadata"]["labels"][c.LABEL_RUN] == run
+    ]
+    for kind, name in of_run:
+        if kind == c.RAY_CLUSTER_KIND:
+            assert (status.get("rayCluster") or {}).get("name") == name, f"{name} not in status"
             continue
-        world.set_status(kind, name, _status_for(kind, state_pick))
-        if child_state(child).phase == c.SUCCEEDED:
-            succeeded.add(child["metadata"]["labels"][c.LABEL_STEP])
-    final = world.reconcile()
-    assert all(
-        getattr(a, "step", None) is None or not set(deps[a.step]) - succeeded for a in final.actions
-    )
-    assert {e["name"] for e in world.status["steps"] if e["phase"] == c.SUCCEEDED} == succeeded
+        entry = entries[_step_of(world, (kind, name))]
+        recorded = {entry["child"], *(f["child"] for f in entry.get("failures") or [])}
+        attempt = re.search(r"-a(\d+)$", name)
+        # the current child, a failed attempt, or one older than the failures status keeps
+        old = int(attempt.group(1)) if attempt else 1
+        assert name in recorded or old < entry["attempts"] - c.MAX_FAILURE_HISTORY + 1, (
+            f"{kind} {name} is not recorded in status"
+        )
+    if not world.mljob["spec"].get("rayCluster"):
+        return
+    clusters = [k for k in of_run if k[0] == c.RAY_CLUSTER_KIND]
+    ray_live = [
+        e
+        for e in status["steps"]
+        if e["kind"] == c.RAY_JOB_KIND
+        and e["attempts"]
+        and e["phase"] in (c.PENDING, c.RUNNING)
+        and (c.RAY_JOB_KIND, e["child"]) in world.children
+    ]
+    if status["phase"] in TERMINAL and not ray_live:
+        assert not clusters, f"{clusters} kept after the run ended with no Ray job on it"
+    if ray_live:
+        assert clusters, f"no shared RayCluster while {[e['name'] for e in ray_live]} run on it"
 
 
-RETRY_PIPELINES = {
-    "chain": [
-        spark_step("a", retries=2, backoffSeconds=30),
-        ray_step("b", retries=1, startDeadlineSeconds=120),
-        spark_step("c", activeDeadlineSeconds=300),
-    ],
-    "diamond": [
-        spark_step("a", retries=1, backoffSeconds=0),
-        ray_step("b", dependsOn=["a"], retries=3, backoffSeconds=5, maxBackoffSeconds=20),
-        spark_step("c", dependsOn=["a"], startDeadlineSeconds=60, retries=1),
-        ray_step("d", dependsOn=["b", "c"], retries=2),
-    ],
-}
-# What can happen between two reconciles: a child changes state, a child is deleted by someone
-# else, the user flips suspend, time passes.
-MOVES = st.tuples(
-    st.sampled_from(["state", "state", "state", "delete", "suspend", "wait"]),
-    st.integers(0, 50),
-    st.integers(0, 50),
-    st.sampled_from([1, 10, 60, 600]),
-)
-
-
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    pipeline=st.sampled_from(sorted(RETRY_PIPELINES)),
-    pipeline_deadline=st.sampled_from([None, 3600]),
-    moves=st.lists(MOVES, max_size=50),
-)
-def test_retries_deadlines_suspend_keep_the_invariants(pipeline, pipeline_deadline, moves):
-    steps = RETRY_PIPELINES[pipeline]
-    extra = {"activeDeadlineSeconds": pipeline_deadline} if pipeline_deadline else {}
-    world = World(mljob(steps, **extra))
-    deps = dependencies(steps)
-    allowed = {s["name"]: 1 + s.get("retries", 0) for s in steps}
-    creates: dict[str, int] = {}
-    succeeded: set[str] = set()
-    for move, child_pick, state_pick, seconds in [("wait", 0, 0, 1), *moves]:
-        for action in world.reconcile(seconds=seconds).actions:
-            step = getattr(action, "step", None)
-            if not step:
-                continue
-            assert step not in succeeded, f"{step} ran again after it succeeded"
-            assert not set(deps[step]) - succeeded, f"{step} started before its dependencies"
-            creates[step] = creates.get(step, 0) + 1
-            assert creates[step] <= allowed[step], f"{step}: more attempts than retries allow"
-        for entry in world.status["steps"]:
-            assert entry["attempts"] <= allowed[entry["name"]]
-            assert len(entry.get("failures") or []) <= c.MAX_FAILURE_HISTORY
-        if move == "suspend":
+@given(mljob_body=pipelines(), moves=st.lists(MOVES, min_size=20, max_size=60))
+def test_what_must_always_hold(mljob_body, moves):
+    world = GlueWorld(mljob_body)
+    allowed = {s["name"]: 1 + s.get("retries", 0) for s in mljob_body["spec"]["steps"]}
+    pending: dict[str, object] = {}  # glue events that shape the next reconcile
+    for move, pick, state_pick, seconds in [("wait", 0, 0, 1), *moves]:
+        before = dict(world.mljob.get("status") or {})
+        late = bool(pending.pop("late", False))
+        lose = bool(pending.pop("lose", False))
+        reject = pending.pop("reject", None)
+        _, written, sent = world.glue_reconcile(
+            1 if late else seconds, late=late, lose_status=lose, reject=reject
+        )
+        if not lose:  # else the status write was lost: the next reconcile must repair it
+            _check_plan(world, before, written, sent, allowed)
+            _check_world(world)
+        live = world.live()
+        if move in ("late-watch", "lost-status", "reject"):
+            pending[{"late-watch": "late", "lost-status": "lose", "reject": "reject"}[move]] = (
+                pick if move == "reject" else True
+            )
+        elif move == "suspend":
             world.mljob["spec"]["suspend"] = not world.mljob["spec"].get("suspend")
-            continue
-        live = sorted(k for k, child in world.children.items() if _is_live(child))
-        if move == "wait" or not live:
-            continue
-        kind, name = live[child_pick % len(live)]
-        if move == "delete":
-            del world.children[(kind, name)]
-            continue
-        world.set_status(kind, name, _status_for(kind, state_pick))
-        if child_state(world.children[(kind, name)]).phase == c.SUCCEEDED:
-            succeeded.add(world.children[(kind, name)]["metadata"]["labels"][c.LABEL_STEP])
-    world.reconcile(seconds=0)
-    recorded = {e["name"] for e in world.status["steps"] if e["phase"] == c.SUCCEEDED}
-    assert recorded == succeeded
-
-
-def _is_live(child):
-    return child_state(child).phase in (c.PENDING, c.RUNNING)
+        elif move == "edit":
+            world.edit(labels={"edit": str(pick)})
+        elif move == "lose-cluster":
+            for key in [k for k in world.children if k[0] == c.RAY_CLUSTER_KIND]:
+                world.kill(key)
+        elif live and move in ("succeed", "fail", "state", "kill"):
+            key = live[pick % len(live)]
+            if move == "kill":
+                world.kill(key)
+            elif move == "state":
+                world.set_child(key, child_status(key[0], state_pick))
+            else:
+                world.set_child(key, done_status(key[0], ok=move == "succeed"))
+    # Liveness: from here on every child succeeds as soon as it runs, and suspend is off.
+    world.glue_reconcile(1)  # the last event's consequences
+    phase = world.status["phase"]
+    event(f"phase after the random events: {phase}")
+    world.mljob["spec"]["suspend"] = False
+    wait = 1.0
+    for _ in range(40):
+        for key in world.live():
+            world.set_child(key, done_status(key[0]))
+        before = dict(world.status)
+        result, written, sent = world.glue_reconcile(wait)
+        _check_plan(world, before, written, sent, allowed)
+        _check_world(world)
+        if world.status["phase"] in TERMINAL:
+            break
+        # no longer than the next retry: no deadline expires that a success would have beaten
+        wait = max(result.requeue_after or 1.0, 1.0)
+    else:
+        raise AssertionError(f"no terminal phase after 40 rounds: {world.status['message']}")
+    event(f"final phase: {world.status['phase']}")
+    if world.status["phase"] == c.FAILED and phase != c.FAILED:
+        # only a deadline that ran out meanwhile (a retry's wait counts against the pipeline's)
+        causes = {e["childState"] for e in world.status["steps"]}
+        assert causes & DEADLINES, world.status["message"]

@@ -13,15 +13,15 @@ from typing import NamedTuple
 from unittest import mock
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+from pipeline_gen import pipelines
 from planner_world import World
 
 from mljob import constants as c
 from mljob import steps
 from mljob.planner import Create, plan
 from mljob.states import ChildState, child_state
-from mljob.testing.corpus import mljob, ray_step, spark_step
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -148,19 +148,6 @@ def _tracing(trace: list[Move]):
     return mock.patch.object(steps, "_move", move)
 
 
-PIPELINES = {
-    "chain": [
-        spark_step("a", retries=2, backoffSeconds=0),
-        ray_step("b", retries=1, startDeadlineSeconds=120),
-        spark_step("c", activeDeadlineSeconds=300),
-    ],
-    "diamond": [
-        spark_step("a", retries=1, backoffSeconds=300),
-        ray_step("b", dependsOn=["a"], retries=2, backoffSeconds=0),
-        spark_step("c", dependsOn=["a"], startDeadlineSeconds=60, retries=1),
-        ray_step("d", dependsOn=["b", "c"], retries=1, activeDeadlineSeconds=600),
-    ],
-}
 SPARK_STATES = ["", "SUBMITTED", "RUNNING", "SUSPENDED", "UNKNOWN", "COMPLETED", "FAILED"]
 RAY_STATES = [
     ("", ""),
@@ -181,16 +168,6 @@ MOVES = st.tuples(
     st.integers(0, 50),
     st.sampled_from([1, 10, 60, 600]),
 )
-
-
-def _shared(step_list):
-    """The Ray steps on the shared spec.rayCluster (a RayJob without its own cluster)."""
-    return [
-        {k: v for k, v in s.items() if k != "ray"} | {"ray": {"entrypoint": "x"}}
-        if "ray" in s
-        else s
-        for s in step_list
-    ]
 
 
 def _child_status(kind, pick):
@@ -227,22 +204,10 @@ def _check(before: dict, after: dict, trace: list[Move]) -> None:
         assert entry["attempts"] == prior["attempts"] + started
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    pipeline=st.sampled_from(sorted(PIPELINES)),
-    shared=st.booleans(),
-    ttl=st.sampled_from([None, 0, 600]),
-    pipeline_deadline=st.sampled_from([None, 900]),
-    moves=st.lists(MOVES, max_size=60),
-)
-def test_every_step_phase_change_is_in_the_table(pipeline, shared, ttl, pipeline_deadline, moves):
-    step_list = _shared(PIPELINES[pipeline]) if shared else PIPELINES[pipeline]
-    extra = {"rayCluster": {"rayVersion": "2.49.0"}} if shared else {}
-    if ttl is not None:
-        extra["ttlSecondsAfterFinished"] = ttl
-    if pipeline_deadline:
-        extra["activeDeadlineSeconds"] = pipeline_deadline
-    world = World(mljob(step_list, **extra))
+@given(mljob_body=pipelines(), moves=st.lists(MOVES, max_size=60))
+def test_every_step_phase_change_is_in_the_table(mljob_body, moves):
+    """On the random DAGs of pipeline_gen (shared RayCluster or not, retries, deadlines, TTL)."""
+    world = World(mljob_body)
     trace: list[Move] = []
     reject_next: int | None = None
     with _tracing(trace):
