@@ -89,22 +89,34 @@ def test_run_says_how_to_get_java(
     assert "Java is not installed" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(
-    ("case", "manifest"),
-    [
-        (case, manifest)
-        for case, manifest, _ in BAD_MANIFESTS
-        if isinstance(manifest, dict) and manifest.get("kind") == "MLJob"
-    ],
-)
-def test_validate_gives_the_operators_messages_for_the_whole_corpus(
+# The corpus's messages are checked once, on the pure function (tests/unit/test_validation.py);
+# here only the wiring: a few manifests, each message printed as validate() gives it, exit 1.
+_MLJOB_CASES = [
+    (case, manifest)
+    for case, manifest, _ in BAD_MANIFESTS
+    if isinstance(manifest, dict) and manifest.get("kind") == "MLJob"
+]
+_WIRING_CASES = [_MLJOB_CASES[0], _MLJOB_CASES[len(_MLJOB_CASES) // 2], _MLJOB_CASES[-1]]
+
+
+@pytest.mark.parametrize(("case", "manifest"), _WIRING_CASES, ids=[c for c, _ in _WIRING_CASES])
+def test_validate_prints_every_message_of_validate_and_exits_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, manifest: dict
 ) -> None:
     """The CLI and the operator share one validation: same manifest, same messages."""
     path = write(tmp_path, manifest)
     assert main(["validate", path]) == 1, case
     printed = capsys.readouterr().err.splitlines()
-    assert printed == [f"{path}: {error}" for error in validate(manifest)]
+    assert printed and printed == [f"{path}: {error}" for error in validate(manifest)]
+
+
+def test_validate_prints_several_messages_one_per_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = next(m for _, m in _MLJOB_CASES if len(validate(m)) > 1)
+    path = write(tmp_path, manifest)
+    assert main(["validate", path]) == 1
+    assert len(capsys.readouterr().err.splitlines()) == len(validate(manifest))
 
 
 # --- bad files (issue 15): every message through the one reader, the wiring for a few ---------

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+from mljob import schemas, validation
 
 settings.register_profile(
     "default", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -17,3 +20,19 @@ settings.register_profile(
     "thorough", max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_caches() -> None:
+    """Under `make mutants` each mutant's tests run in a process forked from one that already
+    ran them unmutated: results the core memoizes (validate()'s cache, the parsed upstream
+    schemas) would hide the mutant. Once per session: nothing to undo in a normal run."""
+    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
+    if not mutant:
+        return
+    validation._validate_json.cache_clear()
+    if mutant.startswith("mljob.schemas."):
+        for name in dir(schemas):
+            cached = getattr(schemas, name)
+            if callable(getattr(cached, "cache_clear", None)):
+                cached.cache_clear()
