@@ -10,7 +10,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: example test lint format binaries image dev-cluster clean
+.PHONY: example test lint format mutants binaries image dev-cluster clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ image: $(STAMP)
 
 test: lint binaries image
 	$(BIN)/pytest
+
+# Mutation testing of the pure core (mutmut; on demand, not part of `make test`): the score and
+# the accepted survivors are in docs/testing.md. MODULES="planner steps" limits it.
+mutants: $(STAMP)
+	scripts/mutants $(MODULES)
 
 dev-cluster: binaries
 	$(BIN)/python -m mljob.testing.controlplane

@@ -125,8 +125,9 @@ def test_spark_then_ray_happy_path(api_client, namespace):
     owner = app["metadata"]["ownerReferences"][0]
     assert owner["uid"] == created["metadata"]["uid"] and owner["controller"] is True
     assert app["metadata"]["labels"]["mljob.io/name"] == "churn"
-    assert not children(api_client, RAYJOB, namespace), "train must wait for prepare"
     running = wait_phase(api_client, namespace, "churn", "Running")
+    # after the status write of the plan that created prepare: any create of that plan is done
+    assert not children(api_client, RAYJOB, namespace), "train must wait for prepare"
     assert running["status"]["progress"] == "0/2"
     assert condition(running, "Reconciling")["status"] == "True"
     assert condition(running, "Ready")["status"] == "False"
