@@ -135,3 +135,12 @@ def test_admission_asks_for_every_kind_the_mljob_produces(steps, shared, expecte
     made = [spark_step(f"s{i}") if e == "spark" else ray_step(f"s{i}") for i, e in enumerate(steps)]
     job = mljob(made, **({"rayCluster": {"rayVersion": "2.49.0"}} if shared else {}))
     assert [str(p) for p in admission.child_permissions(job)] == expected
+
+
+def test_a_step_without_an_engine_field_is_taken_as_ray():
+    assert kinds.of_step({"name": "x"}) is kinds.RAY_JOB
+
+
+def test_child_state_names_a_kind_it_cannot_map():
+    with pytest.raises(ValueError, match="not a step child kind: 'RayCluster'"):
+        kinds.child_state({"kind": "RayCluster", "status": {}})

@@ -36,3 +36,29 @@ def test_ray_cluster_name_never_collides_with_a_step_child():
     assert len(ray_cluster_name("c" * 63, 100)) <= c.RAY_CLUSTER_NAME_MAX
     # a step literally named "r1-ray" still gets a different name
     assert step_child_name("churn", "r1-ray", 1, 1, c.RAY_JOB_KIND) != ray_cluster_name("churn", 1)
+
+
+def test_a_shortened_name_uses_the_whole_limit_and_keeps_a_readable_prefix():
+    name = step_child_name("churn" * 10, "train", 1, 1, c.RAY_JOB_KIND)  # 59 chars: over 47
+    assert len(name) == c.RAY_JOB_NAME_MAX and name.startswith("churnchurn")
+    assert is_dns1035_label(name, c.RAY_JOB_NAME_MAX)
+
+
+def test_the_kinds_own_limit_applies_not_dns1035s_63():
+    name = step_child_name("c" * 44, "train", 1, 1, c.RAY_JOB_KIND)  # 53 chars: valid, too long
+    assert len(name) == c.RAY_JOB_NAME_MAX and name.endswith("-r1")
+
+
+def test_a_cut_never_leaves_a_double_dash():
+    # the readable prefix is cut right after a '-': it is dropped, not doubled with the hash's
+    for cut in range(20, 40):
+        name = step_child_name("a" * cut + "-" + "b" * 40, "s", 1, 1, c.RAY_JOB_KIND)
+        assert "--" not in name, name
+
+
+def test_odd_characters_become_dashes_and_letters_stay():
+    name = step_child_name("Team_Churn", "train", 1, 1, c.RAY_JOB_KIND)
+    assert name.startswith("team-churn-train-") and name.endswith("-r1"), name
+    # a name starting with a letter gets no extra prefix; one starting otherwise gets an 'm'
+    assert step_child_name("a1_b", "s", 1, 1, c.RAY_JOB_KIND).startswith("a1-b-s-")
+    assert step_child_name("9lives", "s", 1, 1, c.RAY_JOB_KIND).startswith("m9lives-s-")

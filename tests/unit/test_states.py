@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from mljob import constants as c
+from mljob import states
 from mljob.states import (
     child_state,
     ray_cluster_readiness,
@@ -170,3 +171,63 @@ def test_ray_validation_failed_long_line_is_clipped_with_details():
 def test_short_message_is_not_stored_twice():
     state = spark_application_state(spark_app("FAILED", "driver pod not found"))
     assert (state.message, state.details) == ("driver pod not found", "")
+
+
+# --- exact texts and raw states (found by make mutants) ------------------------------------------
+def _spark(state: str, error: str | None = None) -> dict:
+    app_state = {"state": state, **({"errorMessage": error} if error is not None else {})}
+    return {"kind": "SparkApplication", "status": {"applicationState": app_state}}
+
+
+def _ray(deployment: str, job_status: str = "", **extra: str) -> dict:
+    status = {
+        "jobDeploymentStatus": deployment,
+        **({"jobStatus": job_status} if job_status else {}),
+    }
+    return {"kind": "RayJob", "status": {**status, **extra}}
+
+
+def test_spark_texts():
+    unknown = states.spark_application_state(_spark("WEIRD"))
+    assert unknown == states.ChildState(
+        c.PENDING, "WEIRD", "unrecognised SparkApplication state 'WEIRD'"
+    )
+    assert states.spark_application_state(_spark("RUNNING")).message == ""
+    failed = states.spark_application_state(_spark("FAILED"))
+    assert failed.message == "SparkApplication failed without an error message"
+
+
+def test_ray_job_raw_states_and_texts():
+    done = states.ray_job_state(_ray("Complete", "SUCCEEDED"))
+    assert (done.phase, done.raw) == (c.SUCCEEDED, "Complete/SUCCEEDED")
+    assert states.ray_job_state(_ray("Running", "RUNNING")).raw == "Running/RUNNING"
+    assert states.ray_job_state(_ray("Initializing")).raw == "Initializing"
+    stopped = states.ray_job_state(_ray("Complete", "STOPPED"))
+    assert (stopped.phase, stopped.raw) == (c.FAILED, "Complete/STOPPED")
+    assert stopped.message == "Ray job ended with jobStatus STOPPED"
+    told = states.ray_job_state(_ray("Complete", "STOPPED", reason="Stopped", message="by hand"))
+    assert told.message == "Stopped: by hand"
+    unknown = states.ray_job_state(_ray("Weird"))
+    assert unknown == states.ChildState(
+        c.PENDING, "Weird", "unrecognised RayJob jobDeploymentStatus 'Weird'"
+    )
+
+
+def test_a_short_message_is_not_stored_twice_as_details():
+    text = "x" * (c.MAX_CHILD_SUMMARY - 1)
+    failed = states.spark_application_state(_spark("FAILED", text))
+    assert failed.message == text and failed.details == ""
+
+
+def test_ray_cluster_readiness_texts():
+    assert states.ray_cluster_readiness({"status": {}}) == states.ClusterReadiness(
+        False, "Provisioning", ""
+    )
+    head = {"type": "HeadPodReady", "status": "False"}
+    assert states.ray_cluster_readiness({"status": {"conditions": [head]}}) == (
+        states.ClusterReadiness(False, "Provisioning", "")
+    )
+    head.update(reason="ImagePullBackOff", message="no such image")
+    assert states.ray_cluster_readiness({"status": {"conditions": [head]}}) == (
+        states.ClusterReadiness(False, "ImagePullBackOff", "no such image")
+    )

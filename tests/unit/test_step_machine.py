@@ -128,6 +128,82 @@ def test_the_last_attempt_fails_the_step():
     assert entry["failures"][-1]["attempt"] == 2 and "nextAttemptTime" not in entry
 
 
+def test_a_single_attempt_fails_with_the_childs_own_message():
+    entry = _entry(c.RUNNING)
+    steps.fail_attempt(entry, "FAILED", "driver OOM", allowed=1, backoff=10, now=NOW)
+    assert entry["message"] == "driver OOM"  # no "attempt 1 of 1" for a step without retries
+    assert entry["completionTime"] == "2026-01-01T00:00:00Z"
+    assert entry["failures"] == [
+        {
+            "attempt": 1,
+            "child": "j-train-r1",
+            "message": "driver OOM",
+            "time": "2026-01-01T00:00:00Z",
+        }
+    ]
+
+
+def test_a_failure_without_a_message_says_so():
+    entry = _entry(c.RUNNING)
+    steps.fail_attempt(entry, "FAILED", "", allowed=2, backoff=10, now=NOW)
+    assert entry["failures"][-1]["message"] == "no message"
+    assert entry["message"] == (
+        "attempt 1 of 2 failed: no message; next attempt at 2026-01-01T00:00:10Z"
+    )
+    assert entry["childState"] == "FAILED"
+
+
+def test_a_new_attempt_clears_the_previous_ones_text():
+    entry = _entry(c.RETRYING, message="attempt 1 of 2 failed: boom", childState="FAILED")
+    steps.begin_attempt(entry, "j-train-r1-a2", NOW)
+    assert entry["message"] == "" and entry["startTime"] == "2026-01-01T00:00:00Z"
+
+
+def test_reject_ends_the_step_at_that_time():
+    entry = _entry(c.PENDING, attempts=0)
+    steps.reject(entry, "refused", NOW)
+    assert entry["completionTime"] == "2026-01-01T00:00:00Z" and entry["message"] == "refused"
+
+
+def test_details_follow_the_childs_longer_text():
+    entry = _entry(c.RUNNING)
+    steps.observe(entry, ChildState(c.RUNNING, "RUNNING", "short", "the long text"), NOW)
+    assert entry["details"] == "the long text"
+    steps.observe(entry, ChildState(c.RUNNING, "RUNNING", "short"), NOW)
+    assert "details" not in entry  # nothing longer any more: no stale excerpt
+    steps.mirror_failure(entry, ChildState(c.FAILED, "FAILED", "oom", "a stack trace"))
+    assert entry["details"] == "a stack trace"
+
+
+def test_new_entry_copies_the_previous_entry_deeply():
+    previous = _entry(c.RETRYING, failures=[{"attempt": 1}])
+    entry = steps.new_entry("train", c.SPARK_KIND, previous)
+    entry["failures"].append({"attempt": 2})
+    assert previous["failures"] == [{"attempt": 1}]
+
+
+def test_an_entry_without_attempts_has_no_live_child():
+    assert not steps.has_live_child({"name": "x", "phase": c.PENDING})
+
+
+def test_illegal_transitions_say_which_step_and_why():
+    with pytest.raises(steps.IllegalTransition, match="step train: start while Running"):
+        steps.begin_attempt(_entry(c.RUNNING), "x", NOW)
+    with pytest.raises(steps.IllegalTransition, match="step train: observe a child Failed"):
+        steps.observe(_entry(c.RUNNING), ChildState(c.FAILED, "FAILED"), NOW)
+    with pytest.raises(steps.IllegalTransition, match="step train: no live child while Retrying"):
+        steps.mirror_failure(_entry(c.RETRYING), ChildState(c.FAILED, "FAILED"))
+    with pytest.raises(steps.IllegalTransition, match="step train: no cancel from Succeeded"):
+        steps.cancel(_entry(c.SUCCEEDED), c.CHILD_STATE_CANCELLED, "x", NOW)
+
+
+def test_timestamps_are_utc():
+    from datetime import timedelta, timezone
+
+    paris = datetime(2026, 1, 1, 1, 0, tzinfo=timezone(timedelta(hours=1)))
+    assert steps.timestamp(paris) == "2026-01-01T00:00:00Z"
+
+
 # --- the property test -------------------------------------------------------------------------
 class Move(NamedTuple):
     step: str
