@@ -274,7 +274,7 @@ def test_invalid_mljob_is_rejected_at_apply_time(api_client, namespace):
     with pytest.raises(client.ApiException) as raised:
         create(api_client, MLJOB, namespace, mljob("bad", both))
     assert raised.value.status == 422
-    assert "set exactly one of spark or ray" in raised.value.body
+    assert "set exactly one of spark, ray or serve" in raised.value.body
 
     with pytest.raises(client.ApiException) as raised:
         create(api_client, MLJOB, namespace, mljob("dup", spark("a"), ray("a")))
