@@ -3,8 +3,9 @@ import copy
 from planner_world import T0, World
 
 from mljob import constants as c
-from mljob.planner import Create, plan, record_create_rejected
+from mljob.planner import Create, Delete, plan, record_create_rejected
 from mljob.testing.corpus import mljob, ray_step, spark_step
+from mljob.validation import validate
 
 
 def condition(status, kind):
@@ -284,3 +285,62 @@ def test_a_refusal_that_leaves_a_ray_job_on_the_shared_cluster_keeps_it():
     assert [a.step for a in result.actions] == [None, "a", "b"]
     rejected = record_create_rejected({}, result.status, "b", "quota", T0, namespace="team-a")
     assert rejected.status["phase"] == c.FAILED and rejected.actions == []  # a still runs on it
+
+
+def test_a_refusal_releases_the_cluster_once_and_clears_its_run_time_fields():
+    steps = [{"name": "a", "ray": {"entrypoint": "x"}}]
+    job = mljob(steps, rayCluster={"rayVersion": "2.49.0"})
+    status = plan(job, [], T0).status
+    status["rayCluster"].update(suspended=True, message="kept running while suspended")
+    rejected = record_create_rejected({}, status, "a", "quota", T0, [], namespace="team-a")
+    assert rejected.actions == [Delete("ray.io/v1", c.RAY_CLUSTER_KIND, "churn-r1-ray", "team-a")]
+    assert rejected.status["rayCluster"] == {"name": "churn-r1-ray", "state": "Deleting"}
+    for gone in ("Deleting", "Deleted"):  # already on its way: not deleted twice
+        status["rayCluster"] = {"name": "churn-r1-ray", "state": gone}
+        again = record_create_rejected({}, status, "a", "quota", T0, [], namespace="team-a")
+        assert again.actions == [] and again.status["rayCluster"]["state"] == gone
+
+
+def test_a_spec_made_invalid_mid_run_keeps_the_steps_and_says_why():
+    world = World(mljob([spark_step("a"), spark_step("b")]))
+    world.reconcile()
+    world.finish("a")
+    world.reconcile()
+    before = copy.deepcopy(world.status["steps"])
+    world.edit(steps=[spark_step("a"), spark_step("a")])  # two steps with one name
+    result = world.reconcile()
+    status = result.status
+    assert status["phase"] == c.FAILED and status["progress"] == "1/2"
+    assert status["steps"] == before  # the record of what ran stays
+    assert status["message"].startswith("invalid spec: ")
+    errors = status["message"][len("invalid spec: ") :]
+    assert errors == "; ".join(validate(world.mljob))
+    # the plan's status is a copy: changing it leaves the MLJob it was planned from alone
+    job = copy.deepcopy(world.mljob)
+    planned = plan(job, list(world.children.values()), world.now).status
+    planned["steps"][0]["message"] = "changed"
+    assert job["status"]["steps"][0]["message"] != "changed"
+
+
+def test_a_retry_skipped_after_a_refusal_goes_back_to_its_entry_before_the_plan():
+    steps = [
+        spark_step("p"),
+        spark_step("x", dependsOn=["p"]),
+        spark_step("a", dependsOn=[], retries=1, backoffSeconds=0),
+    ]
+    world = World(mljob(steps))
+    world.reconcile()  # p and a start
+    world.finish("p")
+    world.finish("a", ok=False)
+    old = copy.deepcopy(world.status)
+    result = plan(world.mljob, list(world.children.values()), world.now)
+    assert [a.name for a in result.actions if isinstance(a, Create)] == [
+        "churn-x-r1",
+        "churn-a-r1-a2",
+    ]
+    rejected = record_create_rejected(
+        old, result.status, "x", "quota", world.now, ["a"], namespace="team-a"
+    )
+    entries = {e["name"]: e for e in rejected.status["steps"]}
+    assert entries["a"] == next(e for e in old["steps"] if e["name"] == "a")  # as before the plan
+    assert entries["x"]["childState"] == c.CHILD_STATE_CREATE_REJECTED
