@@ -6,37 +6,27 @@ import copy
 import json
 import shlex
 import sys
-import time
 import urllib.request
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+# Shared with the integration tests; re-exported for the scenarios.
+from integration.k8s import MLJOB as MLJOB
+from integration.k8s import RAYCLUSTER as RAYCLUSTER
+from integration.k8s import RAYJOB as RAYJOB
+from integration.k8s import SPARK as SPARK
+from integration.k8s import create as create
+from integration.k8s import get as get
+from integration.k8s import wait_for as integration_wait_for
+from integration.test_pipeline import mljob as mljob
 from kubernetes import client
 
 T = TypeVar("T")
 
-SPARK = ("sparkoperator.k8s.io", "v1beta2", "sparkapplications")
-RAYJOB = ("ray.io", "v1", "rayjobs")
-RAYCLUSTER = ("ray.io", "v1", "rayclusters")
-MLJOB = ("mljob.io", "v1alpha1", "mljobs")
 
 # The Ray head runs entrypoints with this machine's venv first on PATH: `python` has Ray.
 PYTHON = "python"
 HTTP_MODE = {"submissionMode": "HTTPMode"}
-
-
-def mljob(name: str, *steps: dict, **spec: Any) -> dict:
-    return {
-        "apiVersion": "mljob.io/v1alpha1",
-        "kind": "MLJob",
-        "metadata": {"name": name},
-        "spec": {
-            "image": "example.com/churn:1",
-            "dataPath": "s3a://lake",
-            "steps": list(steps),
-            **spec,
-        },
-    }
 
 
 def spark(name: str, template: dict | None = None, **extra: Any) -> dict:
@@ -61,20 +51,6 @@ def ray(name: str, code: str, template: dict | None = None, shared: bool = False
     return {"name": name, "ray": step, **extra}
 
 
-def create(api, resource: tuple[str, str, str], namespace: str, body: dict) -> dict:
-    group, version, plural = resource
-    return client.CustomObjectsApi(api).create_namespaced_custom_object(
-        group, version, namespace, plural, body, field_validation="Strict"
-    )
-
-
-def get(api, resource: tuple[str, str, str], namespace: str, name: str) -> dict:
-    group, version, plural = resource
-    return client.CustomObjectsApi(api).get_namespaced_custom_object(
-        group, version, namespace, plural, name
-    )
-
-
 def patch_spec(api, namespace: str, name: str, spec: dict) -> dict:
     group, version, plural = MLJOB
     return client.CustomObjectsApi(api).patch_namespaced_custom_object(
@@ -97,18 +73,8 @@ def pods(api, namespace: str) -> list:
 def wait_for(
     probe: Callable[[], T | None], what: str, timeout: float = 120, interval: float = 0.25
 ) -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = probe()
-        except client.ApiException as error:
-            last = f"{error.status} {error.reason}"
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+    """The integration tests' wait, with the slower pace of real controllers."""
+    return integration_wait_for(probe, what, timeout, interval)
 
 
 def status(api, namespace: str, name: str) -> dict:
