@@ -62,3 +62,7 @@ def test_odd_characters_become_dashes_and_letters_stay():
     # a name starting with a letter gets no extra prefix; one starting otherwise gets an 'm'
     assert step_child_name("a1_b", "s", 1, 1, c.RAY_JOB_KIND).startswith("a1-b-s-")
     assert step_child_name("9lives", "s", 1, 1, c.RAY_JOB_KIND).startswith("m9lives-s-")
+
+
+def test_a_dns1035_label_is_63_characters_at_most_by_default():
+    assert is_dns1035_label("a" * 63) and not is_dns1035_label("a" * 64)

@@ -197,11 +197,18 @@ def test_illegal_transitions_say_which_step_and_why():
         steps.cancel(_entry(c.SUCCEEDED), c.CHILD_STATE_CANCELLED, "x", NOW)
 
 
-def test_timestamps_are_utc():
+def test_timestamps_are_utc_whatever_the_machines_time_zone(monkeypatch):
+    import time
     from datetime import timedelta, timezone
 
-    paris = datetime(2026, 1, 1, 1, 0, tzinfo=timezone(timedelta(hours=1)))
-    assert steps.timestamp(paris) == "2026-01-01T00:00:00Z"
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        paris = datetime(2026, 1, 1, 1, 0, tzinfo=timezone(timedelta(hours=1)))
+        assert steps.timestamp(paris) == "2026-01-01T00:00:00Z"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 # --- the property test -------------------------------------------------------------------------
