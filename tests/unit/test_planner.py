@@ -3,7 +3,7 @@ import copy
 from planner_world import T0, World
 
 from mljob import constants as c
-from mljob.planner import Create, Delete, plan, record_create_rejected
+from mljob.planner import Create, Delete, plan, record_create_rejected, spec_hash
 from mljob.testing.corpus import mljob, ray_step, spark_step
 from mljob.validation import validate
 
@@ -344,3 +344,77 @@ def test_a_retry_skipped_after_a_refusal_goes_back_to_its_entry_before_the_plan(
     entries = {e["name"]: e for e in rejected.status["steps"]}
     assert entries["a"] == next(e for e in old["steps"] if e["name"] == "a")  # as before the plan
     assert entries["x"]["childState"] == c.CHILD_STATE_CREATE_REJECTED
+
+
+PINNED_SPEC_HASH = "fd7dafb5b80de4f6"  # mljob() of the corpus; never change it lightly
+
+
+def test_the_spec_hash_is_stable_across_operator_versions():
+    """A different hash starts a new run: an operator upgrade must not restart every MLJob."""
+    spec = mljob()["spec"]
+    assert spec_hash(spec) == PINNED_SPEC_HASH
+    assert spec_hash(dict(reversed(list(spec.items())))) == PINNED_SPEC_HASH  # key order
+    assert spec_hash({**spec, "suspend": True, "ttlSecondsAfterFinished": 5}) == PINNED_SPEC_HASH
+    assert spec_hash({**spec, "labels": {"when": T0}}) != PINNED_SPEC_HASH  # str() of the rest
+
+
+def _draining_world(**spec) -> World:
+    """a (Spark) and b (Ray) running in parallel in run 1, then the spec changed."""
+    steps = [spark_step("a", retries=2), ray_step("b", dependsOn=[], retries=2)]
+    world = World(mljob(steps, onSpecChange=c.WAIT_FOR_RUNNING, **spec))
+    world.reconcile()
+    world.edit(labels={"team": "x"})
+    return world
+
+
+def test_waiting_for_the_old_run_names_the_live_steps_and_retries_nothing():
+    world = _draining_world()
+    waiting = world.reconcile()
+    assert waiting.status["currentStep"] == "a,b"
+    assert waiting.status["message"] == "the spec changed: run 2 starts when step(s) a, b finish"
+    assert waiting.status["observedGeneration"] == 2 and waiting.status["run"] == 1
+    world.finish("a", ok=False)  # a failure while the old run drains is not retried
+    failed = world.reconcile()
+    assert not [a for a in failed.actions if isinstance(a, Create)]
+    assert world.step("a")["phase"] == c.FAILED and world.step("a")["attempts"] == 1
+
+
+def test_a_shared_cluster_lost_while_the_old_run_drains_fails_the_ray_job_on_it():
+    steps = [
+        spark_step("a"),
+        {"name": "b", "ray": {"entrypoint": "x"}, "dependsOn": [], "retries": 2},
+    ]
+    world = World(mljob(steps, rayCluster={"rayVersion": "2.49.0"}))
+    world.reconcile()
+    world.edit(labels={"team": "x"})
+    world.reconcile()  # waits for a and b
+    del world.children[(c.RAY_CLUSTER_KIND, "churn-r1-ray")]
+    result = world.reconcile()
+    lost = [e for e in result.events if e.reason == c.EVENT_RAY_CLUSTER_LOST]
+    assert [e.message for e in lost] == [
+        "the shared RayCluster churn-r1-ray was deleted (by someone else)"
+    ]
+    assert world.step("b")["phase"] == c.FAILED  # no retry in a run that is ending
+    assert (c.RAY_JOB_KIND, "churn-b-r1") in world.deleted
+
+
+def test_the_ended_run_is_recorded_and_the_conditions_carried():
+    world = World(mljob([spark_step("a")]))
+    world.reconcile()
+    world.finish("a")
+    done = world.reconcile()
+    world.edit(labels={"team": "x"})
+    new_run = world.reconcile()
+    assert new_run.status["runs"] == [
+        {
+            "run": 1,
+            "phase": c.SUCCEEDED,
+            "message": "all 1 steps succeeded",
+            "completionTime": done.status["completionTime"],
+            "startTime": done.status["startTime"],
+        }
+    ]
+    before = {x["type"]: x for x in done.status["conditions"]}
+    after = {x["type"]: x for x in new_run.status["conditions"]}
+    # Stalled stays False from run 1 to run 2: its transition time is run 1's
+    assert after["Stalled"]["lastTransitionTime"] == before["Stalled"]["lastTransitionTime"]
