@@ -168,3 +168,32 @@ def test_the_spark_operators_own_prefix_is_one_lead():
         "failed to submit spark application: failed to run spark-submit: "
         'failed to run spark-submit:\nException in thread "main" org.apache.spark.SparkException'
     )
+
+
+# --- exact boundaries (found by make mutants) ----------------------------------------------------
+def test_tail_keeps_the_last_whole_lines_that_fit_exactly():
+    from mljob.messages import tail
+
+    text = "aaaa\nbbbb\ncccc\n"
+    assert (
+        tail(text, 14) == "aaaa\nbbbb\ncccc"
+    )  # 4 + 1 + 4 + 1 + 4: all fit, no newline counted twice
+    assert tail(text, 13) == "bbbb\ncccc"
+    assert tail(text, 9) == "bbbb\ncccc"
+    assert tail(text, 8) == "cccc"
+    assert tail(text, 4) == "cccc"
+    assert tail("\nleading\nx", 20) == "\nleading\nx"  # only trailing newlines go
+
+
+def test_excerpt_keeps_three_frames_per_exception_and_counts_the_rest():
+    from mljob.messages import MAX_FRAMES, excerpt
+
+    frames = [f"\tat org.example.Job.step{i}(Job.java:{i})" for i in range(MAX_FRAMES + 2)]
+    text = "\n".join(["java.lang.IllegalStateException: boom", *frames])
+    lines = excerpt(text, 10_000).split("\n")
+    assert lines[0] == "java.lang.IllegalStateException: boom"
+    assert lines[1:-1] == [f.expandtabs(4) for f in frames[:MAX_FRAMES]]
+    assert lines[-1] == "    ... 2 frames left out"
+    exactly = "\n".join(["java.lang.IllegalStateException: boom", *frames[:MAX_FRAMES], "next"])
+    assert "left out" not in excerpt(exactly, 10_000)  # three frames: nothing left out
+    assert excerpt(exactly, 10_000).split("\n")[-1] == "next"
