@@ -3,6 +3,9 @@ and say which fields they do not apply."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -41,7 +44,14 @@ def test_a_step_past_its_active_deadline_is_stopped_and_fails_the_run(tmp_path: 
         text=True,
     )
     assert runner.stdout is not None
-    watchdog = threading.Timer(120, runner.kill)  # without the deadline the step never ends
+
+    def stop_everything() -> None:  # without the deadline the step would never end
+        for pid in descendants(runner.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        runner.kill()
+
+    watchdog = threading.Timer(120, stop_everything)
     watchdog.start()
     seen, started = [], set()
     for line in runner.stdout:  # the run ends by itself: the deadline stops the step

@@ -34,6 +34,7 @@ from mljob.validation import validate
 Obj = dict[str, Any]
 INSTALL_HINT = "pip install 'mljob-operator[local]'"
 REFRESH_SECONDS = 0.25
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what shells report for a command stopped by Ctrl-C
 
 
 @dataclass(frozen=True)
@@ -137,14 +138,17 @@ class PipelineRun:
         ignored = plan.ignored_fields(self.mljob)
         if ignored:
             self.view.message("Not applied in a local run: " + "; ".join(ignored) + ".")
+        interrupted = False
         try:
             self._loop()
         except KeyboardInterrupt:
+            interrupted = True
             self._stop_all(STOPPED)
             self.view.message("Interrupted: stopped every step process and the local Ray instance.")
         finally:
             self._stop_ray()
-        return self._report()
+        code = self._report()
+        return INTERRUPTED_EXIT_CODE if interrupted else code
 
     def _loop(self) -> None:
         failed = False
