@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -311,5 +310,11 @@ def test_the_timer_fires_at_the_minute_and_a_restart_catches_up_once(
         "exactly one caught-up run",
         timeout=30,
     )
-    time.sleep(2)  # nothing else follows (the next firing is 30 s of its clock away)
+    # Fence: the status write that follows the catch-up's create records that firing; nothing
+    # else is due until the next one, 30 s of its clock away.
+    caught_up = (boundary + timedelta(minutes=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    wait_for(
+        lambda: status_of(api_client, namespace, "m").get("lastScheduleTime") == caught_up,
+        "status.lastScheduleTime to record the caught-up firing",
+    )
     assert len(runs(api_client, namespace, "m")) == 2
