@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,15 +44,94 @@ KOPF_ORCHESTRATION_LOGGER = "kopf._core.reactor.orchestration"
 LIST_TIMEOUT_SECONDS = 5.0
 
 
+# --- the decision, pure (tests/unit/test_readiness.py) -----------------------------------------
+def watcher_failure(message: str) -> str | None:
+    """`<resource>@<namespace>` from kopf's "Watcher for ... has failed: ..." log line."""
+    prefix, marker = "Watcher for ", " has failed"
+    if message.startswith(prefix) and marker in message:
+        return message.split(marker, 1)[0][len(prefix) :]
+    return None
+
+
+def our_failures(failed: Iterable[str], watched: Sequence[Resource] = WATCHED) -> list[str]:
+    """The failed watchers of the kinds this operator watches (kopf names a resource
+    `plural.version.group`)."""
+    ours = {f"{plural}.{version}.{group}" for group, version, plural in watched}
+    return [what for what in failed if what.split("@")[0] in ours]
+
+
+def scan_reasons(
+    failed: Sequence[str], resources_scanned: bool, namespaces_scanned: bool
+) -> list[str]:
+    """What holds everything else: a dead watcher, or kopf's initial scans not done yet."""
+    reasons = [f"kopf's watcher for {what} failed: restart" for what in failed]
+    if not resources_scanned:
+        reasons.append("kopf's scan of the cluster's CRDs")
+    if not namespaces_scanned:
+        reasons.append("kopf's scan of the namespaces")
+    return reasons
+
+
+def served_namespaces(clusterwide: bool, kopf_namespaces: Iterable[str | None]) -> list[str | None]:
+    """The namespaces to check listing in: [None] (cluster-wide) or kopf's, sorted."""
+    if clusterwide:
+        return [None]
+    return [*sorted(ns for ns in kopf_namespaces if ns is not None)]
+
+
+def coverage_reasons(
+    found: set[tuple[str, str]],
+    given: Sequence[str],
+    served: Sequence[str | None],
+    watched: Sequence[Resource] = WATCHED,
+) -> list[str]:
+    """A watched kind whose CRD kopf did not find ((group, plural) pairs); a namespace given by
+    name that kopf does not serve (a glob may match none yet: that is not a reason)."""
+    reasons = [
+        f"the CRD of {plural}.{group} (not found by kopf)"
+        for group, _, plural in watched
+        if (group, plural) not in found
+    ]
+    reasons += [
+        f"namespace {name!r} (not served by kopf)"
+        for name in given
+        if not _is_pattern(name) and name not in served
+    ]
+    return reasons
+
+
+def lists_to_try(
+    served: Sequence[str | None],
+    listed: set[tuple[Resource, str | None]],
+    watched: Sequence[Resource] = WATCHED,
+) -> list[tuple[Resource, str | None]]:
+    """Every (kind, namespace) not yet listed successfully: once a list worked it is not
+    checked again (kopf's watch holds from there)."""
+    return [(r, ns) for r in watched for ns in served if (r, ns) not in listed]
+
+
+def list_reason(resource: Resource, namespace: str | None, error: str) -> str:
+    where = f"in namespace {namespace!r}" if namespace else "cluster-wide"
+    return f"list {resource[2]}.{resource[0]} {where}: {error}"
+
+
+def api_error(error: BaseException) -> str:
+    """An API error in a few words: `403 Forbidden`, or the exception's type."""
+    status = getattr(error, "status", None)
+    reason = getattr(error, "reason", None)
+    return f"{status} {reason}" if status else type(error).__name__
+
+
+# --- the I/O around it ------------------------------------------------------------------------
 class _WatcherFailures(logging.Filter):
     def __init__(self) -> None:
         super().__init__()
         self.failed: list[str] = []
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if message.startswith("Watcher for ") and " has failed" in message:
-            self.failed.append(message.split(" has failed", 1)[0][len("Watcher for ") :])
+        what = watcher_failure(record.getMessage())
+        if what is not None:
+            self.failed.append(what)
         return True
 
 
@@ -74,45 +153,31 @@ class Readiness:
 
         if state.api is None:
             return ["startup handlers"]
-        reasons = [f"kopf's watcher for {what} failed: restart" for what in self._failed()]
-        if not self.insights.ready_resources.is_set():
-            reasons.append("kopf's scan of the cluster's CRDs")
-        if not self.insights.ready_namespaces.is_set():
-            reasons.append("kopf's scan of the namespaces")
+        # kopf's Insights: asyncio Events set after its initial scans, the resources it found.
+        reasons: list[str] = scan_reasons(
+            our_failures(self.watcher_failures.failed),
+            self.insights.ready_resources.is_set(),
+            self.insights.ready_namespaces.is_set(),
+        )
         if reasons:
             return reasons
         found = {(r.group, r.plural) for r in self.insights.indexed_resources}
-        for group, _, plural in WATCHED:
-            if (group, plural) not in found:
-                reasons.append(f"the CRD of {plural}.{group} (not found by kopf)")
-        served = self._served_namespaces()
-        for name in self.namespaces:
-            if not _is_pattern(name) and name not in served:
-                reasons.append(f"namespace {name!r} (not served by kopf)")
+        served = served_namespaces(self.clusterwide, self.insights.namespaces)
+        reasons = coverage_reasons(found, self.namespaces, served)
         reasons += await self._unlisted(state.api, served)
         if self.webhook_port and not await _accepts(self.webhook_port):
             reasons.append(f"the admission webhook on port {self.webhook_port}")
         return reasons
 
-    def _failed(self) -> list[str]:
-        ours = {f"{plural}.{version}.{group}" for group, version, plural in WATCHED}
-        return [what for what in self.watcher_failures.failed if what.split("@")[0] in ours]
-
-    def _served_namespaces(self) -> list[str | None]:
-        if self.clusterwide:
-            return [None]
-        return sorted(ns for ns in self.insights.namespaces if ns is not None)
-
     async def _unlisted(self, api: Any, served: list[str | None]) -> list[str]:
-        todo = [(r, ns) for r in WATCHED for ns in served if (r, ns) not in self.listed]
+        todo = lists_to_try(served, self.listed)
         results = await asyncio.gather(*(self._list(api, r, ns) for r, ns in todo))
         reasons = []
         for (resource, namespace), error in zip(todo, results, strict=True):
             if error is None:
                 self.listed.add((resource, namespace))
             else:
-                where = f"in namespace {namespace!r}" if namespace else "cluster-wide"
-                reasons.append(f"list {resource[2]}.{resource[0]} {where}: {error}")
+                reasons.append(list_reason(resource, namespace, error))
         return reasons
 
     @staticmethod
@@ -131,9 +196,7 @@ class Readiness:
         try:
             await asyncio.to_thread(call)
         except Exception as error:
-            status = getattr(error, "status", None)
-            reason = getattr(error, "reason", None)
-            return f"{status} {reason}" if status else type(error).__name__
+            return api_error(error)
         return None
 
 
