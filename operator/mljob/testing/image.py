@@ -300,7 +300,72 @@ def ensure_image(progress: Progress = _stderr, root: Path = REPO_ROOT) -> Image:
     engine.buildah(*args, str(root))
     seconds = time.monotonic() - started
     progress(f"built {ref} in {seconds:.0f}s")
+    prune(engine, keep={ref, runtime, build}, progress=progress)
     return Image(ref, engine, True, seconds)
+
+
+# --- pruning the cache ------------------------------------------------------------------------
+BASE_PREFIX = "localhost/mljob-base-"
+# Another session (a CI run from a fresh clone, another checkout) may have just built its own
+# image and be about to run it: only images older than this are superseded.
+PRUNE_MIN_AGE_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class CachedImage:
+    id: str
+    names: tuple[str, ...]
+    created: float  # unix seconds
+    containers: int  # containers using it (podman refuses to remove those without --force)
+
+
+def superseded(
+    images: Sequence[CachedImage],
+    keep: set[str],
+    now: float,
+    min_age: float = PRUNE_MIN_AGE_SECONDS,
+) -> list[CachedImage]:
+    """The cached images a successful build makes obsolete: ours (the operator image, the
+    bases, untagged leftovers), not one to keep, not in use, older than `min_age`."""
+
+    def ours(image: CachedImage) -> bool:
+        return not image.names or all(
+            name.startswith((f"{IMAGE_NAME}:", BASE_PREFIX)) for name in image.names
+        )
+
+    return [
+        image
+        for image in images
+        if ours(image)
+        and not keep & set(image.names)
+        and image.containers == 0
+        and now - image.created >= min_age
+    ]
+
+
+def cached_images(engine: Engine) -> list[CachedImage]:
+    listed = json.loads(engine.podman("images", "--all", "--format", "json").stdout or "[]")
+    return [
+        CachedImage(
+            item["Id"],
+            tuple(item.get("Names") or ()),
+            float(item["Created"]),
+            int(item.get("Containers") or 0),
+        )
+        for item in listed
+    ]
+
+
+def prune(engine: Engine, keep: set[str], progress: Progress = _stderr) -> int:
+    """Remove the superseded images, then the layers nothing uses any more; the number removed.
+    Best effort: an image that cannot be removed now (in use since it was listed) stays."""
+    removed = 0
+    for image in superseded(cached_images(engine), keep, time.time()):
+        if engine.podman("rmi", image.id, check=False).returncode == 0:
+            removed += 1
+    if removed:
+        progress(f"pruned {removed} superseded image(s) from {engine.root}")
+    return removed
 
 
 @dataclass(frozen=True)
