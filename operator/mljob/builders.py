@@ -8,6 +8,7 @@ edit), so everything is decided here, once.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import yaml
@@ -66,7 +67,45 @@ def mljob_env(mljob: Obj, run: int, step_name: str | None) -> dict[str, str]:
     }
     if step_name is not None:
         env[c.ENV_STEP] = step_name
+        inputs = step_inputs(mljob, step_name, run)
+        env.update(io_env(lambda r: data_path(mljob, r), run, step_name, inputs))
     return env
+
+
+# --- the hand-off contract (cluster and local: mljob.local.plan.step_env uses io_env too) ------
+def input_env_name(step_name: str) -> str:
+    """MLJOB_INPUT_<STEP>: the step name upper-cased, '-' as '_'. Step names are DNS-1123
+    labels (no '_', no upper case), so two steps never map to one variable."""
+    return c.ENV_INPUT_PREFIX + step_name.upper().replace("-", "_")
+
+
+def io_env(
+    run_path: Callable[[int], str], run: int, step_name: str, inputs: Mapping[str, int]
+) -> dict[str, str]:
+    """MLJOB_OUTPUT_PATH = <run_path(run)>/<step>, and per dependency MLJOB_INPUT_<DEP> =
+    <run_path(r)>/<dep> with r the run holding its outputs (an earlier one for a cache hit).
+    `run_path(r)` is run r's data folder ("" without spec.dataPath: every path is "" then)."""
+
+    def location(r: int, name: str) -> str:
+        root = run_path(r)
+        return f"{root.rstrip('/')}/{name}" if root else ""
+
+    env = {c.ENV_OUTPUT_PATH: location(run, step_name)}
+    env.update({input_env_name(d): location(r, d) for d, r in sorted(inputs.items())})
+    return env
+
+
+def step_inputs(mljob: Obj, step_name: str, run: int) -> dict[str, int]:
+    """Per dependency of the step, the run whose outputs it reads: status.steps[] of this run
+    says which dependency was a cache hit (cachedFromRun); the others' are this run's."""
+    from mljob import fingerprint  # it imports validation, which imports this module
+    from mljob.validation import dependencies
+
+    steps = (mljob.get("spec") or {}).get("steps") or []
+    status = mljob.get("status") or {}
+    entries = status.get("steps") or [] if status.get("run") == run else []
+    cached = {e["name"]: e.get("cachedFromRun") for e in entries}
+    return fingerprint.input_runs(dependencies(steps).get(step_name, []), cached, run)
 
 
 def env_list_to_dict(env: list[Obj] | None) -> dict[str, str]:

@@ -47,6 +47,8 @@ DEFAULT_BACKOFF_SECONDS = 10  # first retry waits this long, then doubles per fa
 DEFAULT_MAX_BACKOFF_SECONDS = 600  # the cap of that doubling
 MAX_FAILURE_HISTORY = 5  # status.steps[].failures keeps the last few attempts' errors
 MAX_RUN_HISTORY = 10  # status.runs keeps the last few previous runs
+MAX_CACHE_KEY = 253  # steps[].cacheKey
+MAX_OUTPUTS = 20  # steps[].outputs
 
 # spec.onSpecChange: what a changed spec does to a run in progress.
 WAIT_FOR_RUNNING = "WaitForRunning"  # default: children already running finish, then a new run
@@ -71,7 +73,11 @@ ENV_DATA_PATH = "MLJOB_DATA_PATH"
 ENV_NAME = "MLJOB_NAME"
 ENV_RUN = "MLJOB_RUN"
 ENV_STEP = "MLJOB_STEP"
-RESERVED_ENV = frozenset({ENV_DATA_PATH, ENV_NAME, ENV_RUN, ENV_STEP})
+# Where a step writes (<run's data path>/<step>) and where each dependency's outputs are:
+# MLJOB_INPUT_<STEP> (builders.input_env_name). The prefix is reserved as a whole.
+ENV_OUTPUT_PATH = "MLJOB_OUTPUT_PATH"
+ENV_INPUT_PREFIX = "MLJOB_INPUT_"
+RESERVED_ENV = frozenset({ENV_DATA_PATH, ENV_NAME, ENV_RUN, ENV_STEP, ENV_OUTPUT_PATH})
 
 # --- phases -----------------------------------------------------------------------------------
 PENDING = "Pending"
@@ -104,6 +110,7 @@ REASON_WAITING_FOR_RUN = "WaitingForRunningSteps"
 # Event reasons on the MLJob.
 EVENT_STEP_STARTED = "StepStarted"
 EVENT_STEP_SUCCEEDED = "StepSucceeded"
+EVENT_STEP_CACHED = "StepCached"  # a step skipped: its outputs of an earlier run are reused
 EVENT_STEP_FAILED = "StepFailed"
 EVENT_STEP_RETRYING = "StepRetrying"
 EVENT_RAY_CLUSTER_CREATED = "RayClusterCreated"
@@ -125,6 +132,7 @@ CHILD_STATE_ACTIVE_DEADLINE = "ActiveDeadlineExceeded"
 CHILD_STATE_PIPELINE_DEADLINE = "PipelineDeadlineExceeded"
 CHILD_STATE_CANCELLED = "Cancelled"  # deleted because a spec change cancelled its run
 CHILD_STATE_CLUSTER_LOST = "RayClusterLost"  # its shared RayCluster was deleted under it
+CHILD_STATE_CACHED = "Cached"  # not run: the outputs of an earlier run are reused
 # Conditions and messages are bounded by metav1.Condition (32768); keep ours well below.
 MAX_MESSAGE = 4096
 # A child's error output can be kilobytes (spark-submit's stderr, a Ray entrypoint's log): the

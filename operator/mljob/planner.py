@@ -37,6 +37,7 @@ deleted once the pipeline has ended and no Ray step is still active on it.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -46,8 +47,9 @@ from typing import Any, NamedTuple, cast
 
 from mljob import builders, messages, naming, states, steps
 from mljob import constants as c
+from mljob import fingerprint as fp
 from mljob.kinds import BY_KIND
-from mljob.status import Condition, MLJobStatus, RunRecord, StepStatus
+from mljob.status import CacheRecord, Condition, MLJobStatus, RunRecord, StepStatus
 from mljob.validation import dependencies, validate
 
 Obj = dict[str, Any]
@@ -149,6 +151,10 @@ class _Context:
     @property
     def suspended(self) -> bool:
         return bool(self.spec.get("suspend"))
+
+    @functools.cached_property
+    def fingerprints(self) -> dict[str, str]:
+        return fp.fingerprints(self.spec)
 
     def step(self, entry: StepStatus) -> Obj | None:
         """The spec step of a status entry (None when the spec no longer has it)."""
@@ -281,7 +287,7 @@ def _undo_skipped_starts(
 
 
 # --- one run -------------------------------------------------------------------------------------
-_CARRIED = ("run", "specHash", "runs", "rayCluster", "resumeTime", "childrenDeletedTime")
+_CARRIED = ("run", "specHash", "runs", "rayCluster", "resumeTime", "childrenDeletedTime", "cache")
 
 
 def _plan_run(
@@ -308,6 +314,7 @@ def _plan_run(
     actions += _suspend_or_resume_cluster(ctx, new)
     if not ctx.suspended and not any(e["phase"] == c.FAILED for e in new["steps"]):
         actions += _start_runnable_steps(ctx, new)
+    _remember_succeeded(ctx, new)
     actions += _suspend_or_resume(ctx, new["steps"])
     new = _summarize(new, base, _verdict(new["steps"], ctx.suspended), ctx.now)
     actions += _track_shared_cluster(ctx, new)
@@ -436,21 +443,69 @@ def _enforce_pipeline_deadline(
 
 # --- starting steps ------------------------------------------------------------------------------
 def _start_runnable_steps(ctx: _Context, status: MLJobStatus) -> list[Action]:
-    """Create the first attempt of steps whose dependencies succeeded, and due retries."""
+    """Create the first attempt of steps whose dependencies succeeded, and due retries; a
+    step that hits the cache succeeds at once instead, and the steps after it may start in
+    this same pass (hence the loop, for a dependsOn naming a later step)."""
     entries = {e["name"]: e for e in status["steps"]}
     deps = dependencies(ctx.spec["steps"])
+    view = _with_run_status(ctx, status)
     actions: list[Action] = []
-    for step in ctx.spec["steps"]:
-        entry = entries[step["name"]]
-        ready = all(entries[d]["phase"] == c.SUCCEEDED for d in deps[step["name"]])
-        if not ready or not steps.waits_for_attempt(entry) or not _retry_due(entry, ctx.now):
-            continue
-        if builders.step_kind(step) == c.RAY_JOB_KIND and ctx.spec.get("rayCluster"):
-            actions += _ensure_shared_cluster(ctx, status)
-        body = builders.build_step_child(ctx.mljob, step, ctx.run, entry["attempts"] + 1)
-        actions.append(Create(body, step["name"]))
-        steps.begin_attempt(entry, body["metadata"]["name"], ctx.now)
+    hit = True
+    while hit:
+        hit = False
+        for step in ctx.spec["steps"]:
+            entry = entries[step["name"]]
+            ready = all(entries[d]["phase"] == c.SUCCEEDED for d in deps[step["name"]])
+            if not ready or not steps.waits_for_attempt(entry) or not _retry_due(entry, ctx.now):
+                continue
+            if _cache_hit(ctx, view, status, step, entry):
+                hit = True
+                continue
+            if builders.step_kind(step) == c.RAY_JOB_KIND and ctx.spec.get("rayCluster"):
+                actions += _ensure_shared_cluster(ctx, status)
+            body = builders.build_step_child(view, step, ctx.run, entry["attempts"] + 1)
+            actions.append(Create(body, step["name"]))
+            steps.begin_attempt(entry, body["metadata"]["name"], ctx.now)
     return actions
+
+
+# --- the cache of succeeded steps (mljob.fingerprint; docs/lifecycle.md) -------------------------
+def _with_run_status(ctx: _Context, status: MLJobStatus) -> Obj:
+    """The MLJob as the builders must see it: with this plan's step entries, from which they
+    read where each input lives (a cached dependency's outputs are in an earlier run's path)."""
+    return {**ctx.mljob, "status": {"run": ctx.run, "steps": status["steps"]}}
+
+
+def _cache_hit(ctx: _Context, view: Obj, status: MLJobStatus, step: Obj, entry: StepStatus) -> bool:
+    """A `cache: true` step before its first attempt whose fingerprint and inputs match a step
+    that succeeded in an earlier run: record it succeeded from cache (steps.cached)."""
+    if not step.get("cache") or entry["attempts"] or entry["phase"] != c.PENDING:
+        return False
+    fingerprint = ctx.fingerprints[step["name"]]
+    inputs = builders.step_inputs(view, step["name"], ctx.run)
+    record = fp.lookup(status.get("cache") or [], step["name"], fingerprint, inputs)
+    if record is None or record["run"] >= ctx.run:
+        return False
+    steps.cached(entry, record["run"], ctx.now)
+    return True
+
+
+def _remember_succeeded(ctx: _Context, status: MLJobStatus) -> None:
+    """Add each `cache: true` step that ran and succeeded in this run to status.cache."""
+    view = _with_run_status(ctx, status)
+    for entry in status["steps"]:
+        step = ctx.step(entry)
+        ran = entry["phase"] == c.SUCCEEDED and not entry.get("cachedFromRun")
+        if not step or not step.get("cache") or not ran:
+            continue
+        record: CacheRecord = {
+            "step": entry["name"],
+            "fingerprint": ctx.fingerprints[entry["name"]],
+            "run": ctx.run,
+            "inputs": builders.step_inputs(view, entry["name"], ctx.run),
+        }
+        if record not in (status.get("cache") or []):
+            status["cache"] = fp.remember(status.get("cache") or [], record)
 
 
 def _retry_due(entry: StepStatus, now: datetime) -> bool:
@@ -521,6 +576,8 @@ def _plan_spec_change(ctx: _Context, old: MLJobStatus, new_hash: str) -> Plan:
         "runs": [*(old.get("runs") or []), _run_record(draining, ctx.now)][-c.MAX_RUN_HISTORY :],
         "conditions": old.get("conditions") or [],
     }
+    if old.get("cache"):  # the cache outlives runs: that is what it is for
+        base["cache"] = copy.deepcopy(old["cache"])
     return _plan_run(ctx, old, base, actions)
 
 
@@ -932,7 +989,10 @@ def _step_events(before: StepStatus | None, entry: StepStatus) -> list[Event]:
     if entry["attempts"] > (before["attempts"] if before else 0):
         events.append(Event("Normal", c.EVENT_STEP_STARTED, f"step {name}: created {child}"))
     if entry["phase"] != (before["phase"] if before else None):
-        if entry["phase"] == c.SUCCEEDED:
+        if entry.get("cachedFromRun"):
+            message = f"step {name}: {entry['message']}"
+            events.append(Event("Normal", c.EVENT_STEP_CACHED, message))
+        elif entry["phase"] == c.SUCCEEDED:
             events.append(Event("Normal", c.EVENT_STEP_SUCCEEDED, f"step {name}: {child} done"))
         elif entry["phase"] in (c.FAILED, c.RETRYING):
             reason = c.EVENT_STEP_FAILED if entry["phase"] == c.FAILED else c.EVENT_STEP_RETRYING

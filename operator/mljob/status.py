@@ -34,6 +34,7 @@ class StepStatus(TypedDict):
     childSuspended: NotRequired[bool]
     failures: NotRequired[list[FailureRecord]]
     details: NotRequired[str]
+    cachedFromRun: NotRequired[int]  # not run: the outputs of this earlier run are reused
 
 
 class SharedClusterStatus(TypedDict):
@@ -53,6 +54,15 @@ class RunRecord(TypedDict):
     message: str
     completionTime: str
     startTime: NotRequired[str]
+
+
+class CacheRecord(TypedDict):
+    """A succeeded step whose outputs a later run may reuse (status.cache, mljob.fingerprint)."""
+
+    step: str
+    fingerprint: str
+    run: int  # the run whose output location holds its outputs
+    inputs: dict[str, int]  # dependency -> the run whose outputs it read
 
 
 class Condition(TypedDict):
@@ -84,3 +94,4 @@ class MLJobStatus(TypedDict, total=False):
     steps: list[StepStatus]
     rayCluster: SharedClusterStatus
     conditions: list[Condition]
+    cache: list[CacheRecord]

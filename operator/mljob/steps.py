@@ -18,6 +18,7 @@ event at all: they are terminal within a run.
 | fail           | Failed     | Failed    | -        |
 | cancel         | Failed     | Failed    | Failed   |
 | reject         | Failed     | Failed    | Failed   |
+| cache          | Succeeded  | -         | -        |
 
 - start (`begin_attempt`): a child is created, or adopted after a lost status write. Only from
   Pending before the first attempt (`attempts` 0) or from Retrying once the backoff passed.
@@ -32,6 +33,10 @@ event at all: they are terminal within a run.
   also fails steps that never started).
 - reject (`reject`): the API server refused the create of its child or of the shared RayCluster
   it needed.
+
+- cache (`cached`): the step is not run: a step with `cache: true` whose fingerprint and inputs
+  match a step that succeeded in an earlier run (mljob.fingerprint). Only before the first
+  attempt; the entry names the run whose outputs it reuses (`cachedFromRun`).
 
 Succeeded and Failed are terminal within a run: a new run starts every step afresh
 (`new_entry`). `_undo_skipped_starts` in the planner is no transition: a start whose create was
@@ -62,12 +67,14 @@ RETRY = "retry"
 FAIL = "fail"
 CANCEL = "cancel"
 REJECT = "reject"
-EVENTS = (START, CHILD_PENDING, CHILD_RUNNING, CHILD_SUCCEEDED, RETRY, FAIL, CANCEL, REJECT)
+CACHE = "cache"
+EVENTS = (START, CHILD_PENDING, CHILD_RUNNING, CHILD_SUCCEEDED, RETRY, FAIL, CANCEL, REJECT, CACHE)
 
 # (phase, event) -> the phase after it; any pair not in here is a bug.
 TRANSITIONS: dict[tuple[str, str], str] = {
     (c.PENDING, START): c.PENDING,
     (c.RETRYING, START): c.PENDING,
+    (c.PENDING, CACHE): c.SUCCEEDED,
     **{
         (phase, event): to
         for phase in (c.PENDING, c.RUNNING)
@@ -219,6 +226,19 @@ def cancel(entry: StepStatus, child_state: str, message: str, now: datetime) -> 
     caller): `child_state` says why (constants.CHILD_STATE_CANCELLED, _PIPELINE_DEADLINE)."""
     _move(entry, CANCEL)
     entry.update({"childState": child_state, "message": message, "completionTime": timestamp(now)})
+
+
+def cached(entry: StepStatus, from_run: int, now: datetime) -> None:
+    """cache: the step is not run; its outputs of run `from_run` are reused."""
+    if entry["phase"] != c.PENDING or entry["attempts"]:
+        raise IllegalTransition(
+            f"step {entry['name']}: cache hit while {entry['phase']} with attempt "
+            f"{entry['attempts']}"
+        )
+    _move(entry, CACHE, drops=_START_DROPS)
+    entry.update({"childState": c.CHILD_STATE_CACHED, "cachedFromRun": from_run})
+    entry["message"] = f"not run: the outputs of run {from_run} are reused (cache)"
+    entry["completionTime"] = timestamp(now)
 
 
 def reject(entry: StepStatus, message: str, now: datetime) -> None:

@@ -33,6 +33,14 @@ _QUANTITY = re.compile(
     r"^[+-]?(\d+(\.\d*)?|\.\d+)(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?(\d+(\.\d*)?|\.\d+)))?$"
 )
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+# A declared output: relative, '/'-separated parts that are neither empty, '.' nor '..' (the same
+# pattern is the CRD's); a trailing '/' is allowed (a folder, as Spark and Ray Data write).
+_OUTPUT_PATH = re.compile(r"^(?!.{254})(?!/)(?:(?!\.\.?(?:/|$))[^/\x00]+/)*(?!\.\.?$)[^/\x00]+/?$")
+# spark-submit in cluster mode uploads a file without a scheme, or with file:, from where it runs
+# (the Spark operator's pod, which never holds the user's code) and refuses it without
+# spark.kubernetes.file.upload.path (docs/e2e.md). The same pattern is the CRD's CEL rule.
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_FILE_SCHEME = re.compile(r"^[fF][iI][lL][eE]:")
 SPARK_TYPES = ("Python", "Scala", "Java", "R")
 # Denied by the Spark operator's validating webhook (v2.5.2, sparkconf_validator.go).
 SPARK_DENIED_CONF = re.compile(
@@ -53,6 +61,7 @@ STEP_FIELDS = frozenset(
     {
         "name", "dependsOn", "retries", "backoffSeconds", "maxBackoffSeconds",
         "startDeadlineSeconds", "activeDeadlineSeconds", "spark", "ray", "serve",
+        "cache", "cacheKey", "outputs",
     }
 )  # fmt: skip
 SPARK_FIELDS = frozenset(
@@ -173,13 +182,19 @@ def _check_env(env: Any, path: str) -> Iterator[str]:
         if not isinstance(name, str) or not _ENV_NAME.match(name):
             yield f"{path}[{i}].name: required, letters, digits, '_', '-' or '.'"
             continue
-        if name in c.RESERVED_ENV:
+        if name in c.RESERVED_ENV or name.startswith(c.ENV_INPUT_PREFIX):
             yield f"{path}[{i}].name: {name} is set by the operator; use another name"
         if name in seen:
             yield f"{path}[{i}].name: duplicate variable {name}"
         seen.add(name)
         if not isinstance(item.get("value", ""), str):
             yield f"{path}[{i}].value: must be a string (quote numbers and booleans)"
+
+
+def _reserved_env(env_vars: Any) -> list[str]:
+    """The names in a runtime env's env_vars that the operator sets (MLJOB_*, MLJOB_INPUT_*)."""
+    names = [str(n) for n in env_vars or {}] if isinstance(env_vars, dict) else []
+    return [n for n in names if n in c.RESERVED_ENV or n.startswith(c.ENV_INPUT_PREFIX)]
 
 
 def _check_string_map(value: Any, path: str) -> Iterator[str]:
@@ -240,6 +255,7 @@ def _check_step(step: Obj, path: str, earlier_names: list[Any], spec: Obj) -> It
         yield from _check_int(step, key, path, 0, c.MAX_BACKOFF_SECONDS)
     for key in ("startDeadlineSeconds", "activeDeadlineSeconds"):
         yield from _check_int(step, key, path, 1, c.MAX_DEADLINE_SECONDS)
+    yield from _check_cache_fields(step, path)
     engines = [key for key in ENGINE_KEYS if key in step]
     if len(engines) != 1:
         yield f"{path}: set exactly one of `spark`, `ray` or `serve`"
@@ -249,6 +265,29 @@ def _check_step(step: Obj, path: str, earlier_names: list[Any], spec: Obj) -> It
         yield from _check_ray_step(step["ray"], f"{path}.ray", spec)
     else:
         yield from _check_serve(step["serve"], f"{path}.serve", spec)
+
+
+def _check_cache_fields(step: Obj, path: str) -> Iterator[str]:
+    """cache (bool), cacheKey (a string, part of the fingerprint) and outputs (paths relative to
+    the step's output location, checked locally after the step; docs/lifecycle.md)."""
+    yield from _check_type(step, "cache", bool, path)
+    key = step.get("cacheKey")
+    if key is not None and (not isinstance(key, str) or len(key) > c.MAX_CACHE_KEY):
+        yield f"{path}.cacheKey: must be a string of at most {c.MAX_CACHE_KEY} characters"
+    outputs = step.get("outputs")
+    if outputs is None:
+        return
+    if not isinstance(outputs, list) or len(outputs) > c.MAX_OUTPUTS:
+        yield f"{path}.outputs: must be a list of at most {c.MAX_OUTPUTS} relative paths"
+        return
+    for i, output in enumerate(outputs):
+        if not isinstance(output, str) or not _OUTPUT_PATH.match(output):
+            yield (
+                f"{path}.outputs[{i}]: {output!r} must be a relative path under the step's "
+                "output location (no leading '/', no '..', no empty part, at most 253 characters)"
+            )
+        elif outputs.index(output) < i:
+            yield f"{path}.outputs[{i}]: duplicate output {output!r}"
 
 
 def _check_dependencies(steps: list[Obj], names: list[Any]) -> Iterator[str]:
@@ -375,7 +414,7 @@ def _check_ray_step(ray: Any, path: str, spec: Obj) -> Iterator[str]:
         else None
     )
     yield from _check_string_map(env_vars, f"{path}.runtimeEnv.env_vars")
-    for name in c.RESERVED_ENV & set(env_vars or {}):
+    for name in _reserved_env(env_vars):
         yield f"{path}.runtimeEnv.env_vars.{name}: set by the operator; use another name"
     if spec.get("rayCluster") is None:
         yield from _check_ray_cluster_fields(ray, spec, path)
@@ -406,7 +445,7 @@ def _check_serve(serve: Any, path: str, spec: Obj) -> Iterator[str]:
     runtime_env = serve.get("runtimeEnv")
     env_vars = runtime_env.get("env_vars") if isinstance(runtime_env, dict) else None
     yield from _check_string_map(env_vars, f"{path}.runtimeEnv.env_vars")
-    for name in c.RESERVED_ENV & set(env_vars or {}):
+    for name in _reserved_env(env_vars):
         yield f"{path}.runtimeEnv.env_vars.{name}: set by the operator; use another name"
     deployments = serve.get("deployments")
     if deployments is not None and not isinstance(deployments, list):

@@ -79,6 +79,8 @@ def test_ray_job_owns_its_cluster_with_gpu_and_env():
         "MLJOB_RUN": "1",
         "MLJOB_STEP": "train",
         "MLJOB_DATA_PATH": "s3a://lake/churn/churn/run-1",
+        "MLJOB_OUTPUT_PATH": "s3a://lake/churn/churn/run-1/train",
+        "MLJOB_INPUT_PREPARE": "s3a://lake/churn/churn/run-1/prepare",
     }
 
 

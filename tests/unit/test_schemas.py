@@ -324,7 +324,8 @@ def test_real_crds_accept_built_children_and_refuse_what_the_api_server_refuses(
     head["spec"]["containers"][0]["resources"]["limits"]["cpu"] = 2  # int-or-string
     assert schemas.child_errors(ray_job) == []
     head["spec"]["containers"][0]["env"].append({"name": "MLJOB_RUN", "value": "2"})
+    last = len(head["spec"]["containers"][0]["env"]) - 1
     assert [str(e) for e in schemas.child_errors(ray_job)] == [
-        "spec.rayClusterSpec.headGroupSpec.template.spec.containers[0].env[4]: "
+        f"spec.rayClusterSpec.headGroupSpec.template.spec.containers[0].env[{last}]: "
         "duplicate entry (name='MLJOB_RUN'), also at [1]"
     ]

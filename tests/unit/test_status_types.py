@@ -20,6 +20,8 @@ def schema_status() -> dict[str, Any]:
 
 def shape_of_schema(schema: dict[str, Any]) -> Any:
     """{field: shape} for objects, [shape] for arrays, the type name for scalars."""
+    if schema.get("type") == "object" and "additionalProperties" in schema:
+        return {str: shape_of_schema(schema["additionalProperties"])}  # a map
     if schema.get("type") == "object":
         return {k: shape_of_schema(v) for k, v in schema["properties"].items()}
     if schema.get("type") == "array":
@@ -35,6 +37,8 @@ def shape_of_type(hint: Any) -> Any:
         return {k: shape_of_type(v) for k, v in get_type_hints(hint).items()}
     if get_origin(hint) is list:
         return [shape_of_type(get_args(hint)[0])]
+    if get_origin(hint) is dict:
+        return {str: shape_of_type(get_args(hint)[1])}
     return SCALARS[hint]
 
 
