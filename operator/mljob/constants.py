@@ -59,6 +59,13 @@ SPEC_CHANGE_POLICIES = (WAIT_FOR_RUNNING, CANCEL_RUNNING)
 RUN_CONTROL_FIELDS = frozenset(
     {"suspend", "ttlSecondsAfterFinished", "activeDeadlineSeconds", "onSpecChange"}
 )
+# spec.rayCluster.startPolicy: when the shared RayCluster of a run is created.
+START_ON_DEMAND = "OnDemand"  # default: in the plan that starts the first Ray step
+START_EAGER = "Eager"  # with the run's first step, so it warms up while Spark prepares the data
+START_POLICIES = (START_ON_DEMAND, START_EAGER)
+# Fields of spec.rayCluster that steer when the cluster starts, not what runs: left out of
+# status.specHash like RUN_CONTROL_FIELDS.
+RAY_CLUSTER_RUN_CONTROL_FIELDS = frozenset({"startPolicy"})
 
 # --- labels, env -------------------------------------------------------------------------------
 LABEL_NAME = "mljob.io/name"

@@ -31,7 +31,9 @@ controller itself waits in Initializing until the selected cluster is ready befo
 add a reconcile round trip. The cluster's readiness (HeadPodReady, never the sticky
 status.state) is mirrored into status.rayCluster for users. It is suspended while the MLJob is
 suspended and no Ray job runs on it, created again if someone else deletes it mid-run, and
-deleted once the pipeline has ended and no Ray step is still active on it.
+deleted once the pipeline has ended and no Ray step is still active on it. With
+spec.rayCluster.startPolicy Eager it is created with the run's first step instead, so that it
+warms up while Spark prepares the data; everything else about it is the same.
 """
 
 from __future__ import annotations
@@ -196,6 +198,12 @@ def plan(mljob: Obj, children: list[Obj], now: datetime) -> Plan:
 def spec_hash(spec: Obj) -> str:
     """A hash of what a run does: the spec without its run-control fields."""
     defining = {k: v for k, v in spec.items() if k not in c.RUN_CONTROL_FIELDS}
+    shared = defining.get("rayCluster")
+    if isinstance(shared, dict) and c.RAY_CLUSTER_RUN_CONTROL_FIELDS & shared.keys():
+        # When the cluster starts is not what runs; an absent field leaves the hash unchanged.
+        defining["rayCluster"] = {
+            k: v for k, v in shared.items() if k not in c.RAY_CLUSTER_RUN_CONTROL_FIELDS
+        }
     text = json.dumps(defining, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -230,8 +238,8 @@ def record_create_rejected(
     status `old` into `status`: fail the step once, with the server's message, so it is never
     retried in a loop. The glue applies no create after a rejected one: the steps of those
     `skipped` creates (None: the shared RayCluster) did not start, so their entries go back to
-    what `old` had. `rejected` None means the shared RayCluster was refused: the Ray steps that
-    needed it fail (without an attempt: their RayJob was never sent).
+    what `old` had. `rejected` None means the shared RayCluster was refused: every Ray step of
+    the run not ended yet fails, since each needs it (without an attempt: no RayJob was sent).
 
     The returned Plan's actions are to be applied too: when the refusal ended the run, the
     shared RayCluster (in `namespace`) is deleted now, as the plan that ends a run does, and
@@ -242,8 +250,10 @@ def record_create_rejected(
     if rejected is None and cluster:
         new["rayCluster"]["state"] = "Rejected"
     for entry in new.get("steps") or []:
+        # A refused cluster fails every Ray step of the run not ended yet: all of them need it
+        # (with startPolicy Eager it is refused before any Ray step started).
         needed_cluster = rejected is None and entry["kind"] == c.RAY_JOB_KIND
-        needed_cluster = needed_cluster and (_is_active(entry) or entry["name"] in skipped)
+        needed_cluster = needed_cluster and entry["phase"] not in c.TERMINAL_PHASES
         if entry["name"] == rejected or needed_cluster:
             what = (
                 f"RayCluster {cluster}" if needed_cluster else f"{entry['kind']} {entry['child']}"
@@ -313,6 +323,7 @@ def _plan_run(
     actions += _enforce_pipeline_deadline(ctx, new, base)
     actions += _suspend_or_resume_cluster(ctx, new)
     if not ctx.suspended and not any(e["phase"] == c.FAILED for e in new["steps"]):
+        actions += _warm_up_shared_cluster(ctx, new)
         actions += _start_runnable_steps(ctx, new)
     _remember_succeeded(ctx, new)
     actions += _suspend_or_resume(ctx, new["steps"])
@@ -628,6 +639,21 @@ def _ensure_shared_cluster(ctx: _Context, status: MLJobStatus) -> list[Action]:
     if (c.RAY_CLUSTER_KIND, name) in ctx.observed:
         return []
     return [Create(builders.build_ray_cluster(ctx.mljob, ctx.run))]
+
+
+def _warm_up_shared_cluster(ctx: _Context, status: MLJobStatus) -> list[Action]:
+    """spec.rayCluster.startPolicy Eager: create the run's shared RayCluster with its first
+    step, ahead of that step's create, so the head starts (image pull, scheduling) while Spark
+    prepares the data. Only while a Ray step of the run is still to run: once none is left, or
+    the run ended, the cluster goes as an OnDemand one does (_track_shared_cluster). Suspended
+    or failed runs never get here: nothing starts then."""
+    shared = ctx.spec.get("rayCluster") or {}
+    if shared.get("startPolicy") != c.START_EAGER:
+        return []
+    ray_to_run = any(
+        e["kind"] == c.RAY_JOB_KIND and e["phase"] not in c.TERMINAL_PHASES for e in status["steps"]
+    )
+    return _ensure_shared_cluster(ctx, status) if ray_to_run else []
 
 
 def _track_shared_cluster(ctx: _Context, status: MLJobStatus) -> list[Action]:

@@ -74,7 +74,9 @@ SPARK_FIELDS = frozenset(
 RAY_STEP_FIELDS = frozenset(
     {"entrypoint", "rayVersion", "image", "runtimeEnv", "head", "workers", "template"}
 )
-RAY_CLUSTER_FIELDS = frozenset({"rayVersion", "image", "head", "workers", "template"})
+RAY_CLUSTER_FIELDS = frozenset(
+    {"rayVersion", "image", "head", "workers", "template", "startPolicy"}
+)
 SERVE_STEP_FIELDS = frozenset(
     {
         "importPath", "routePrefix", "runtimeEnv", "deployments", "rayVersion", "image", "head",
@@ -162,6 +164,10 @@ def _check_pipeline_fields(spec: Obj) -> Iterator[str]:
         yield from _check_ray_cluster_fields(shared, spec, "spec.rayCluster")
         if isinstance(shared, dict):
             yield from _check_known(shared, RAY_CLUSTER_FIELDS, "spec.rayCluster")
+            start = shared.get("startPolicy")
+            if start is not None and start not in c.START_POLICIES:
+                allowed = ", ".join(c.START_POLICIES)
+                yield f"spec.rayCluster.startPolicy: must be one of {allowed}, got {start!r}"
         labels = spec.get("labels") or {}
         if isinstance(labels, dict) and c.KUEUE_QUEUE_LABEL in labels:
             yield (

@@ -6,14 +6,16 @@ from __future__ import annotations
 import pytest
 from kubernetes import client
 
-from .k8s import MLJOB, RAYCLUSTER, RAYJOB, create, get, wait_for, zero_quota
+from .k8s import MLJOB, RAYCLUSTER, RAYJOB, SPARK, create, get, wait_for, zero_quota
 from .test_lifecycle import patch_spec, step_status
 from .test_pipeline import (
     children,
     finish_rayjob,
+    finish_spark,
     mljob,
     mljob_events,
     ray,
+    spark,
     wait_child,
     wait_phase,
 )
@@ -132,3 +134,60 @@ def test_a_shared_cluster_deleted_mid_run_fails_the_attempt_and_is_recreated(api
     assert "the shared RayCluster lost-r1-ray was deleted" in failures[0]["message"]
     finish_rayjob(api_client, namespace, second[0])
     wait_phase(api_client, namespace, "lost", "Succeeded")
+
+
+EAGER = {**SHARED, "startPolicy": "Eager"}
+
+
+def names(api_client, resource, namespace: str) -> list[str]:
+    return sorted(c["metadata"]["name"] for c in children(api_client, resource, namespace))
+
+
+def wait_named(api_client, resource, namespace: str, name: str) -> dict:
+    def found():
+        return next(
+            (c for c in children(api_client, resource, namespace) if c["metadata"]["name"] == name),
+            None,
+        )
+
+    return wait_for(found, f"{resource[2]} {name}")
+
+
+def test_an_eager_cluster_is_created_with_the_first_spark_step(api_client, namespace):
+    on_demand = mljob("lazy", spark("prepare"), shared_ray("train"), rayCluster=SHARED)
+    eager = mljob("warm", spark("prepare"), shared_ray("train"), rayCluster=EAGER)
+    create(api_client, MLJOB, namespace, on_demand)
+    create(api_client, MLJOB, namespace, eager)
+    wait_named(api_client, SPARK, namespace, "lazy-prepare-r1")
+    wait_named(api_client, SPARK, namespace, "warm-prepare-r1")
+    # Eager creates its cluster in the plan that creates the SparkApplication, ahead of it; the
+    # OnDemand MLJob's waits for its Ray step, which waits for Spark.
+    assert names(api_client, RAYCLUSTER, namespace) == ["warm-r1-ray"]
+    assert "RayClusterCreated" in mljob_events(api_client, namespace, "warm")
+
+    finish_spark(api_client, namespace, "warm-prepare-r1")
+    train = wait_named(api_client, RAYJOB, namespace, "warm-train-r1")
+    assert train["spec"]["clusterSelector"] == {"ray.io/cluster": "warm-r1-ray"}
+    finish_rayjob(api_client, namespace, "warm-train-r1")
+    wait_phase(api_client, namespace, "warm", "Succeeded")
+    wait_for(
+        lambda: "warm-r1-ray" not in names(api_client, RAYCLUSTER, namespace),
+        "the warm cluster to be deleted when the pipeline ended",
+    )
+    assert names(api_client, RAYJOB, namespace) == ["warm-train-r1"]
+
+
+def test_an_eager_cluster_goes_when_spark_fails_before_any_ray_step(api_client, namespace):
+    job = mljob("sparkfail", spark("prepare"), shared_ray("train"), rayCluster=EAGER)
+    create(api_client, MLJOB, namespace, job)
+    app = wait_named(api_client, SPARK, namespace, "sparkfail-prepare-r1")["metadata"]["name"]
+    assert names(api_client, RAYCLUSTER, namespace) == ["sparkfail-r1-ray"]
+    finish_spark(api_client, namespace, app, state="FAILED", error="driver exited 1")
+    wait_phase(api_client, namespace, "sparkfail", "Failed")
+    wait_for(
+        lambda: not children(api_client, RAYCLUSTER, namespace),
+        "the warm cluster to be deleted when the run failed",
+    )
+    shared = get(api_client, MLJOB, namespace, "sparkfail")["status"]["rayCluster"]
+    assert shared["state"] in ("Deleting", "Deleted")
+    assert children(api_client, RAYJOB, namespace) == []

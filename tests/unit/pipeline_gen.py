@@ -2,11 +2,12 @@
 the property tests (test_planner_property.py, test_step_machine.py).
 
 `pipelines()` draws DAG shapes of Spark and Ray steps (list order or explicit `dependsOn`),
-on a shared RayCluster or not, with retries, backoffs, step and pipeline deadlines, a TTL and an
-onSpecChange policy. `GlueWorld` applies plans like handlers.py does, through the same
-`expectations.Memory`: what the planner sees is the watch's index plus the children the glue
-created and the watch has not delivered yet, so a late watch, a lost status write after a
-create (the operator killed between the two) and a refused create can be played.
+on a shared RayCluster or not (started on demand or eagerly), with retries, backoffs, step
+and pipeline deadlines, a TTL and an onSpecChange policy. `GlueWorld` applies plans like
+handlers.py does, through the same `expectations.Memory`: what the planner sees is the watch's
+index plus the children the glue created and the watch has not delivered yet, so a late watch,
+a lost status write after a create (the operator killed between the two) and a refused create
+can be played.
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ def pipelines(draw: Any, max_steps: int = 5) -> dict[str, Any]:
     spec: dict[str, Any] = {}
     if shared and any("ray" in s for s in step_list):
         spec["rayCluster"] = {"rayVersion": "2.49.0"}
+        policy = draw(st.sampled_from([None, c.START_ON_DEMAND, c.START_EAGER]))
+        if policy is not None:
+            spec["rayCluster"]["startPolicy"] = policy
     deadline = draw(st.sampled_from([None, None, 3600]))
     if deadline:
         spec["activeDeadlineSeconds"] = deadline
