@@ -320,8 +320,24 @@ def _serve_deployment(deployment: Obj) -> Obj:
 
 def _runtime_env_yaml(mljob: Obj, run: int, step: Obj) -> str:
     runtime_env = copy.deepcopy(step["ray"].get("runtimeEnv") or {})
-    runtime_env["env_vars"] = effective_env(mljob, run, step["name"], runtime_env.get("env_vars"))
+    env = effective_env(mljob, run, step["name"], runtime_env.get("env_vars"))
+    env[c.ENV_CHECKPOINT_PATH] = checkpoint_path(data_path(mljob, run), step["name"])
+    runtime_env["env_vars"] = env
     return yaml.safe_dump(runtime_env, sort_keys=True)
+
+
+CHECKPOINTS_FOLDER = "_checkpoints"  # leading underscore: Spark and Ray Data readers skip it
+
+
+def checkpoint_path(run_data_path: str, step_name: str) -> str:
+    """A Ray step's MLJOB_CHECKPOINT_PATH: `<the run's data path>/_checkpoints/<step>`. The
+    attempt is not part of it, so a retry finds what the failed attempt saved; the run is (its
+    data path is `.../run-<n>`), so a new run starts afresh. "" without a data path (nothing
+    shared to resume from). The one rule for the RayJob's runtimeEnv and for local runs
+    (mljob.local.plan.step_env passes the local run folder)."""
+    if not run_data_path:
+        return ""
+    return f"{run_data_path.rstrip('/')}/{CHECKPOINTS_FOLDER}/{step_name}"
 
 
 def _ray_cluster_spec(mljob: Obj, ray: Obj, run: int, step_name: str | None) -> Obj:

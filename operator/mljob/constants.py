@@ -80,11 +80,16 @@ ENV_DATA_PATH = "MLJOB_DATA_PATH"
 ENV_NAME = "MLJOB_NAME"
 ENV_RUN = "MLJOB_RUN"
 ENV_STEP = "MLJOB_STEP"
+# Ray steps: where training checkpoints go, kept across the attempts of a run
+# (builders.checkpoint_path).
+ENV_CHECKPOINT_PATH = "MLJOB_CHECKPOINT_PATH"
 # Where a step writes (<run's data path>/<step>) and where each dependency's outputs are:
 # MLJOB_INPUT_<STEP> (builders.input_env_name). The prefix is reserved as a whole.
 ENV_OUTPUT_PATH = "MLJOB_OUTPUT_PATH"
 ENV_INPUT_PREFIX = "MLJOB_INPUT_"
-RESERVED_ENV = frozenset({ENV_DATA_PATH, ENV_NAME, ENV_RUN, ENV_STEP, ENV_OUTPUT_PATH})
+RESERVED_ENV = frozenset(
+    {ENV_DATA_PATH, ENV_NAME, ENV_RUN, ENV_STEP, ENV_OUTPUT_PATH, ENV_CHECKPOINT_PATH}
+)
 
 # --- phases -----------------------------------------------------------------------------------
 PENDING = "Pending"

@@ -384,11 +384,17 @@ def _adopt_lost_create(ctx: _Context, step: Obj, entry: StepStatus) -> None:
 def _attempt_failed(entry: StepStatus, step: Obj | None, failure: _Failure, now: datetime) -> None:
     """Record a failed attempt; schedule the next one while retries are left (`step` None: no
     retry, the spec no longer has the step or its run is ending)."""
-    allowed = 1 + ((step or {}).get("retries") or 0)
+    allowed = allowed_attempts(step or {})
     backoff = backoff_seconds(step or {}, entry["attempts"])
     steps.fail_attempt(
         entry, failure.child_state, failure.message, allowed=allowed, backoff=backoff, now=now
     )
+
+
+def allowed_attempts(step: Obj) -> int:
+    """The first attempt and `retries` more (mljob.local.runner applies the same rule)."""
+    retries: int = step.get("retries") or 0
+    return 1 + retries
 
 
 def backoff_seconds(step: Obj, failed_attempts: int) -> float:

@@ -30,7 +30,14 @@ def test_a_step_past_its_active_deadline_is_stopped_and_fails_the_run(tmp_path: 
         "spec": {
             "image": "example.com/slow:1",
             "steps": [
-                {"name": "wait", "spark": spark, "activeDeadlineSeconds": 5, "retries": 1},
+                {
+                    "name": "wait",
+                    "spark": spark,
+                    "activeDeadlineSeconds": 5,  # per attempt; a stopped attempt is retried
+                    "retries": 1,
+                    "backoffSeconds": 1,
+                    "startDeadlineSeconds": 60,  # not applied locally
+                },
                 {"name": "after", "spark": spark},
             ],
         },
@@ -63,8 +70,10 @@ def test_a_step_past_its_active_deadline_is_stopped_and_fails_the_run(tmp_path: 
     assert started, "the step ran in child processes"
 
     assert runner.returncode == 1, output
-    assert "Not applied in a local run: retries of step(s) wait" in output
-    assert "Step wait stopped and failed: activeDeadlineSeconds (5s) expired." in output
+    assert "Not applied in a local run: startDeadlineSeconds of step(s) wait" in output
+    expired = "activeDeadlineSeconds (5s) expired, stopped"
+    assert f"Step wait failed (attempt 1/2), retrying in 1s: {expired}" in output
+    assert f"Step wait failed (attempt 2/2): {expired}" in output
     lines = [line.split()[:3] for line in output.splitlines()]
     assert ["wait", "spark", "failed"] in lines
     assert ["after", "spark", "skipped"] in lines

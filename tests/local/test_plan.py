@@ -61,10 +61,27 @@ def test_step_env_is_the_cluster_env_with_a_local_data_path() -> None:
         "MLJOB_RUN": "4",
         "MLJOB_STEP": "t",
         "MLJOB_DATA_PATH": "/runs/x/run-4",
+        "MLJOB_CHECKPOINT_PATH": "/runs/x/run-4/_checkpoints/t",
     }
     driver_env = plan.ray_driver_env(env, "127.0.0.1:6379")
     assert driver_env["RAY_ADDRESS"] == "127.0.0.1:6379"
     assert '"A": "1"' in driver_env["RAY_JOB_CONFIG_JSON_ENV_VAR"]
+
+
+def test_ray_steps_get_a_checkpoint_path_in_the_local_run_folder() -> None:
+    """The cluster's rule (builders.checkpoint_path) on the local run folder: the same for
+    every attempt of the run, another for the next run; Spark steps do not get one."""
+    ray_step = {"name": "train", "ray": {"entrypoint": "python t.py"}}
+    spark_step = {"name": "prep", "spark": {"mainApplicationFile": "local:///app/p.py"}}
+    job = mljob([spark_step, ray_step])
+    layout = plan.RunLayout(app_dir=APP, data_dir=Path("/runs/x/run-4"), run=4)
+    env = plan.step_env(job, ray_step, layout)
+    assert env["MLJOB_CHECKPOINT_PATH"] == "/runs/x/run-4/_checkpoints/train"
+    assert "MLJOB_CHECKPOINT_PATH" not in plan.step_env(job, spark_step, layout)
+    next_run = plan.RunLayout(app_dir=APP, data_dir=Path("/runs/x/run-5"), run=5)
+    assert plan.step_env(job, ray_step, next_run)["MLJOB_CHECKPOINT_PATH"].startswith(
+        "/runs/x/run-5/"
+    )
 
 
 def test_spark_command_caps_resources_to_the_machine() -> None:
@@ -89,14 +106,26 @@ def test_spark_command_caps_resources_to_the_machine() -> None:
 
 
 def test_step_and_pipeline_active_deadlines_expire_as_on_the_cluster() -> None:
-    spec = {"activeDeadlineSeconds": 100}
     step = {"name": "a", "activeDeadlineSeconds": 10}
-    assert plan.expired_deadline(spec, step, step_seconds=9.9, run_seconds=50) is None
-    assert plan.expired_deadline(spec, step, 10, 50) == "activeDeadlineSeconds (10s) expired"
-    assert plan.expired_deadline(spec, {"name": "b"}, 99, 99.9) is None
+    assert plan.step_deadline_expired(step, step_seconds=9.9) is None
+    assert plan.step_deadline_expired(step, 10) == "activeDeadlineSeconds (10s) expired"
+    assert plan.step_deadline_expired({"name": "b"}, 1e9) is None
+    spec = {"activeDeadlineSeconds": 100}
+    assert plan.pipeline_deadline_expired(spec, run_seconds=99.9) is None
     expected = "spec.activeDeadlineSeconds (100s) of the pipeline expired"
-    assert plan.expired_deadline(spec, {"name": "b"}, 5, 100) == expected
-    assert plan.expired_deadline({}, {"name": "b"}, 1e9, 1e9) is None
+    assert plan.pipeline_deadline_expired(spec, 100) == expected
+    assert plan.pipeline_deadline_expired({}, 1e9) is None
+
+
+def test_retries_wait_and_end_as_on_the_cluster() -> None:
+    """The operator's rule: retries + 1 attempts, backoffSeconds doubled per failed attempt
+    up to maxBackoffSeconds (defaults 10 and 600)."""
+    step = {"name": "a", "retries": 3, "backoffSeconds": 5, "maxBackoffSeconds": 12}
+    assert [plan.retry_delay(step, n) for n in (1, 2, 3, 4)] == [5, 10, 12, None]
+    assert plan.retry_delay({"name": "a", "retries": 2}, 1) == 10
+    assert plan.retry_delay({"name": "a", "retries": 2}, 2) == 20
+    assert plan.retry_delay({"name": "a"}, 1) is None
+    assert plan.retry_delay({"name": "a", "retries": 0}, 1) is None
 
 
 def test_fields_a_local_run_does_not_apply_are_named_with_why() -> None:
@@ -104,7 +133,6 @@ def test_fields_a_local_run_does_not_apply_are_named_with_why() -> None:
     job["spec"]["suspend"] = True
     assert plan.ignored_fields(job) == [
         "spec.suspend (a local run cannot be suspended; Ctrl-C stops it)",
-        "retries of step(s) a (a failed step is not retried)",
         "startDeadlineSeconds of step(s) b (a local step starts at once)",
     ]
     assert plan.ignored_fields(mljob([{"name": "a"}])) == []

@@ -79,6 +79,7 @@ def test_ray_job_owns_its_cluster_with_gpu_and_env():
         "MLJOB_RUN": "1",
         "MLJOB_STEP": "train",
         "MLJOB_DATA_PATH": "s3a://lake/churn/churn/run-1",
+        "MLJOB_CHECKPOINT_PATH": "s3a://lake/churn/churn/run-1/_checkpoints/train",
         "MLJOB_OUTPUT_PATH": "s3a://lake/churn/churn/run-1/train",
         "MLJOB_INPUT_PREPARE": "s3a://lake/churn/churn/run-1/prepare",
     }
@@ -95,6 +96,29 @@ def test_ray_job_on_shared_cluster_uses_cluster_selector():
     assert c.LABEL_STEP not in cluster["metadata"]["labels"]
     head = cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
     assert "MLJOB_STEP" not in env_of(head) and env_of(head)["MLJOB_RUN"] == "4"
+
+
+def test_ray_steps_get_a_checkpoint_path_kept_across_attempts_new_per_run():
+    """MLJOB_CHECKPOINT_PATH in the RayJob's runtimeEnv (the entrypoint and every task and
+    actor see it): the same for every attempt of a run, so a retry resumes; another per run."""
+
+    def checkpoint_path(job, run, attempt):
+        ray_job = builders.build_ray_job(job, job["spec"]["steps"][1], run, attempt)
+        return yaml.safe_load(ray_job["spec"]["runtimeEnvYAML"])["env_vars"][c.ENV_CHECKPOINT_PATH]
+
+    job = mljob([spark_step("prepare"), ray_step("train")])
+    first = checkpoint_path(job, 3, 1)
+    assert first == "s3a://lake/churn/churn/run-3/_checkpoints/train"
+    assert checkpoint_path(job, 3, 2) == first
+    assert checkpoint_path(job, 4, 1) == "s3a://lake/churn/churn/run-4/_checkpoints/train"
+    shared = mljob([spark_step("prepare"), ray_step("train")], rayCluster={"rayVersion": "2.60.0"})
+    assert checkpoint_path(shared, 3, 2) == first  # on the shared cluster too
+    del job["spec"]["dataPath"]
+    assert checkpoint_path(job, 3, 1) == ""  # nothing shared to resume from
+    app = builders.build_spark_application(job, job["spec"]["steps"][0], 3, 1)
+    assert not any(c.ENV_CHECKPOINT_PATH in key for key in app["spec"]["sparkConf"])
+    trailing_slash = builders.checkpoint_path("s3a://lake/x/run-1/", "t")
+    assert trailing_slash == "s3a://lake/x/run-1/_checkpoints/t"
 
 
 def test_names_are_deterministic_and_within_limits():

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mljob import builders, kinds
+from mljob import builders, kinds, planner
 from mljob import constants as c
 from mljob.validation import dependencies
 
@@ -94,10 +94,7 @@ def ready_steps(
 
 # Fields that steer a run on the cluster but have no meaning for one local run of processes.
 IGNORED_LOCALLY = {
-    "retries": "a failed step is not retried",
     "startDeadlineSeconds": "a local step starts at once",
-    "backoffSeconds": "a failed step is not retried",
-    "maxBackoffSeconds": "a failed step is not retried",
 }
 IGNORED_LOCALLY_SPEC = {
     "suspend": "a local run cannot be suspended; Ctrl-C stops it",
@@ -118,12 +115,28 @@ def ignored_fields(mljob: Obj) -> list[str]:
     return notes
 
 
-def expired_deadline(spec: Obj, step: Obj, step_seconds: float, run_seconds: float) -> str | None:
-    """Why this running step must stop now: its own activeDeadlineSeconds, or the pipeline's,
-    counted from the step's and the run's start, as on the cluster. None: not yet."""
+def retry_delay(step: Obj, attempts: int) -> float | None:
+    """After attempt number `attempts` of `step` failed: the seconds to wait before the next
+    one, or None when its `retries` are used up. The operator's rule and backoff
+    (planner.allowed_attempts, planner.backoff_seconds), so a local run retries like the
+    cluster does."""
+    if attempts >= planner.allowed_attempts(step):
+        return None
+    return planner.backoff_seconds(step, attempts)
+
+
+def step_deadline_expired(step: Obj, step_seconds: float) -> str | None:
+    """Why this running attempt must stop now: the step's activeDeadlineSeconds, counted from
+    the attempt's start, as on the cluster; the attempt fails and retries apply. None: not yet."""
     own = step.get("activeDeadlineSeconds")
     if own and step_seconds >= own:
         return f"activeDeadlineSeconds ({own}s) expired"
+    return None
+
+
+def pipeline_deadline_expired(spec: Obj, run_seconds: float) -> str | None:
+    """Why the whole run must stop now: spec.activeDeadlineSeconds, counted from the run's
+    start; its steps fail without retries, as on the cluster. None: not yet."""
     pipeline = spec.get("activeDeadlineSeconds")
     if pipeline and run_seconds >= pipeline:
         return f"spec.activeDeadlineSeconds ({pipeline}s) of the pipeline expired"
@@ -174,6 +187,8 @@ def step_env(mljob: Obj, step: Obj, layout: RunLayout) -> dict[str, str]:
         own_env = (step["ray"].get("runtimeEnv") or {}).get("env_vars")
     env = builders.effective_env(mljob, layout.run, step["name"], own_env)
     env[c.ENV_DATA_PATH] = str(layout.data_dir)
+    if "ray" in step:  # the RayJob's runtimeEnv has it (builders._runtime_env_yaml)
+        env[c.ENV_CHECKPOINT_PATH] = builders.checkpoint_path(str(layout.data_dir), step["name"])
     return env
 
 

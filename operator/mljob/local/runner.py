@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from mljob import planner
 from mljob.local import plan
 from mljob.local.errors import LocalRunError
 from mljob.local.processes import GroupProcess, log_tail
@@ -20,6 +21,7 @@ from mljob.local.ray_head import LocalRay
 from mljob.local.view import (
     FAILED,
     PENDING,
+    RETRYING,
     RUNNING,
     SKIPPED,
     STOPPED,
@@ -127,6 +129,8 @@ class PipelineRun:
         self.deps = plan.step_dependencies(mljob)
         self.states = {n: StepState(n, plan.engine_of(s)) for n, s in self.steps.items()}
         self.processes: dict[str, GroupProcess] = {}
+        self.attempt_started: dict[str, float] = {}  # for the step's activeDeadlineSeconds
+        self.retry_at: dict[str, float] = {}  # steps waiting for their next attempt
         self.machine = machine()
         self.max_parallel = options.max_parallel or self.machine.cpus
         self.ray: LocalRay | None = None
@@ -155,10 +159,13 @@ class PipelineRun:
         while True:
             failed = self._collect_finished() or failed
             failed = self._enforce_deadlines() or failed
-            if not failed:
+            if failed:
+                self._give_up_retries()
+            else:
+                self._start_due_retries()
                 self._start_ready()
             self.view.refresh()
-            if not self.processes:
+            if not self.processes and not self.retry_at:
                 break
             time.sleep(REFRESH_SECONDS)  # the live view's refresh rate
         for state in self.states.values():
@@ -202,9 +209,47 @@ class PipelineRun:
             env = ray.process_env({**os.environ, **plan.ray_driver_env(env, ray.address)})
         log_file = self.layout.log_file(name)
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        log_file.write_text(f"$ {' '.join(command)}\n")
+        state.attempts += 1
+        with log_file.open("a") as log:  # a retry appends: the failed attempts' output stays
+            if state.attempts > 1:
+                log.write(f"\n--- attempt {state.attempts} ---\n")
+            log.write(f"$ {' '.join(command)}\n")
         self.processes[name] = GroupProcess(command, env, self.layout.app_dir, log_file)
-        state.status, state.started = RUNNING, time.monotonic()
+        now = time.monotonic()
+        state.status, state.started = RUNNING, state.started or now
+        state.finished, state.exit_code = None, None
+        self.attempt_started[name] = now
+
+    def _start_due_retries(self) -> None:
+        for name, at in sorted(self.retry_at.items(), key=lambda item: item[1]):
+            if time.monotonic() < at or len(self.processes) >= self.max_parallel:
+                return
+            del self.retry_at[name]
+            self._start(name)
+
+    def _attempt_failed(self, name: str, why: str, log_file: Path) -> bool:
+        """The attempt that ran failed: schedule the next one when the step's retries allow
+        (the operator's rule and backoff: plan.retry_delay) and return False; else the step
+        failed: True."""
+        state = self.states[name]
+        state.finished = time.monotonic()
+        delay = plan.retry_delay(self.steps[name], state.attempts)
+        allowed = planner.allowed_attempts(self.steps[name])
+        attempt = f" (attempt {state.attempts}/{allowed})" if allowed > 1 else ""
+        if delay is None:
+            state.status = FAILED
+            self._show_failure(f"Step {name} failed{attempt}: {why}", log_file)
+            return True
+        state.status = RETRYING
+        self.retry_at[name] = time.monotonic() + delay
+        self._show_failure(f"Step {name} failed{attempt}, retrying in {delay:g}s: {why}", log_file)
+        return False
+
+    def _give_up_retries(self) -> None:
+        """The run failed: no retry starts any more; their steps failed (as on the cluster)."""
+        for name in list(self.retry_at):
+            del self.retry_at[name]
+            self.states[name].status = FAILED
 
     @staticmethod
     def _served(state: StepState) -> bool:
@@ -232,37 +277,38 @@ class PipelineRun:
             del self.processes[name]
             state = self.states[name]
             state.finished, state.exit_code = time.monotonic(), code
-            state.status = SUCCEEDED if code == 0 else FAILED
-            if code != 0:
+            if code == 0:
+                state.status = SUCCEEDED
+            elif self._attempt_failed(name, f"exit code {code}", process.log_file):
                 failed = True
-                self._show_failure(state, process)
         return failed
 
     def _enforce_deadlines(self) -> bool:
-        """Stop the steps whose activeDeadlineSeconds (or the pipeline's) expired: failed."""
-        now, failed = time.monotonic(), False
+        """Stop the attempts whose step's activeDeadlineSeconds expired (retries apply), or
+        everything when the pipeline's expired (no retries), as on the cluster."""
+        now = time.monotonic()
+        pipeline = plan.pipeline_deadline_expired(self.mljob["spec"], now - self.started)
+        failed = False
         for name, process in list(self.processes.items()):
-            state = self.states[name]
-            why = plan.expired_deadline(
-                self.mljob["spec"],
-                self.steps[name],
-                now - (state.started or now),
-                now - self.started,
-            )
-            if why is None:
+            own = plan.step_deadline_expired(self.steps[name], now - self.attempt_started[name])
+            if (pipeline or own) is None:
                 continue
             process.stop()
             del self.processes[name]
+            if pipeline is None and own is not None:
+                failed = self._attempt_failed(name, f"{own}, stopped", process.log_file) or failed
+                continue
+            state = self.states[name]
             state.status, state.finished, failed = FAILED, time.monotonic(), True
-            self.view.message(f"Step {name} stopped and failed: {why}.")
+            self.view.message(f"Step {name} stopped and failed: {pipeline}.")
+        if pipeline and self.retry_at:
+            self.view.message(f"Steps waiting to retry failed: {pipeline}.")
+            failed = True
         return failed
 
-    def _show_failure(self, state: StepState, process: GroupProcess) -> None:
-        tail = "\n".join("    " + line for line in log_tail(process.log_file))
-        self.view.message(
-            f"Step {state.name} failed (exit code {state.exit_code}); last lines of "
-            f"{process.log_file}:\n{tail}"
-        )
+    def _show_failure(self, headline: str, log_file: Path) -> None:
+        tail = "\n".join("    " + line for line in log_tail(log_file))
+        self.view.message(f"{headline}; last lines of {log_file}:\n{tail}")
 
     def _stop_all(self, status: str) -> None:
         for name, process in list(self.processes.items()):
@@ -270,6 +316,9 @@ class PipelineRun:
             state = self.states[name]
             state.status, state.finished = status, time.monotonic()
         self.processes.clear()
+        for name in self.retry_at:  # between two attempts: stopped as well
+            self.states[name].status = status
+        self.retry_at.clear()
         for state in self.states.values():
             if state.status == PENDING:
                 state.status = SKIPPED

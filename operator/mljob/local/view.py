@@ -18,8 +18,16 @@ PENDING, RUNNING, SUCCEEDED, FAILED, SKIPPED, STOPPED = (
     "skipped",
     "stopped",
 )
+RETRYING = "retrying"  # an attempt failed; the next one starts after the backoff
 SPINNER = "|/-\\"
-SYMBOL = {PENDING: ".", SUCCEEDED: "ok", FAILED: "FAIL", SKIPPED: "-", STOPPED: "stop"}
+SYMBOL = {
+    PENDING: ".",
+    SUCCEEDED: "ok",
+    FAILED: "FAIL",
+    SKIPPED: "-",
+    STOPPED: "stop",
+    RETRYING: "..",
+}
 
 
 @dataclass
@@ -30,6 +38,7 @@ class StepState:
     started: float | None = None
     finished: float | None = None
     exit_code: int | None = field(default=None)
+    attempts: int = 0  # attempts started (a retry is the next one)
 
     def elapsed(self, now: float) -> float | None:
         if self.started is None:

@@ -238,6 +238,11 @@ BAD_MANIFESTS: list[tuple[str, Any, str]] = [
         "runtimeEnv.env_vars.MLJOB_STEP: set by the operator",
     ),
     (
+        "ray-reserved-checkpoint-path",
+        _with("spec.steps.1.ray.runtimeEnv", {"env_vars": {"MLJOB_CHECKPOINT_PATH": "/x"}}),
+        "runtimeEnv.env_vars.MLJOB_CHECKPOINT_PATH: set by the operator",
+    ),
+    (
         "shared-backoff",
         _with(
             "spec.steps.1.ray",
