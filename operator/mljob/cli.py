@@ -59,6 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         runs_dir=Path(args.runs_dir),
         max_parallel=args.max_parallel,
         strict_versions=args.strict_versions,
+        exit_after_smoke=args.exit_after_smoke,
     )
     try:
         return run_local(mljob, Path(args.file), options)
@@ -287,6 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the MLJob's uid for the children's ownerReferences (on a cluster the operator "
         "uses the real one; the default placeholder owns nothing, so the garbage collector "
         "would delete children created from this output)",
+    )
+    run.add_argument(
+        "--exit-after-smoke",
+        action="store_true",
+        help="end the run once its serve steps' applications run and answered their smoke "
+        "requests (default: keep serving on 127.0.0.1 until Ctrl-C); for scripts and CI",
     )
 
     status = add(

@@ -80,10 +80,13 @@ RAY_CLUSTER_FIELDS = frozenset(
 SERVE_STEP_FIELDS = frozenset(
     {
         "importPath", "routePrefix", "runtimeEnv", "deployments", "rayVersion", "image", "head",
-        "workers", "template",
+        "workers", "template", "smoke",
     }
 )  # fmt: skip
 SERVE_DEPLOYMENT_FIELDS = frozenset({"name", "numReplicas", "numCpus", "numGpus"})
+# A serve step's smoke request (sent by `mljob run --local`, docs/local-mode.md).
+SERVE_SMOKE_FIELDS = frozenset({"path", "method", "json", "body"})
+SMOKE_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 ENGINE_KEYS = ("spark", "ray", "serve")
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*[:.][A-Za-z_]\w*$")
 SPARK_CONF_HINT = {
@@ -364,6 +367,7 @@ def _check_spark(spark: Any, path: str, spec: Obj) -> Iterator[str]:
     if spark.get("type", "Python") not in SPARK_TYPES:
         yield f"{path}.type: must be one of {', '.join(SPARK_TYPES)}, got {spark.get('type')!r}"
     yield from _require_string(spark, "mainApplicationFile", path, "e.g. local:///app/etl.py")
+    yield from _check_application_file(spark.get("mainApplicationFile"), path)
     yield from _require_string(spark, "sparkVersion", path, 'quoted, e.g. "4.0.1"')
     yield from _require_image(spark, path, spec)
     for key in ("mainClass", "serviceAccount"):
@@ -383,6 +387,19 @@ def _check_spark(spark: Any, path: str, spec: Obj) -> Iterator[str]:
     yield from _check_int(executor, "instances", f"{path}.executor", 1, None)
     yield from _check_type(spark, "volumes", list, path)
     yield from _check_type(spark, "template", dict, path)
+
+
+def _check_application_file(value: Any, path: str) -> Iterator[str]:
+    """A scheme spark-submit can reach from a cluster: local:// (in the image) or a remote one.
+    Local mode needs it too: its path rule maps local:///app/... to the project's files."""
+    if not isinstance(value, str) or not value:
+        return
+    if not _SCHEME.match(value) or _FILE_SCHEME.match(value):
+        yield (
+            f"{path}.mainApplicationFile: {value!r} has no scheme spark-submit can use on a "
+            "cluster (it would upload it from the Spark operator's pod); use local:///path for "
+            "a file in the image, or s3a://bucket/path for one in storage"
+        )
 
 
 def spark_application_errors(app: Obj, path: str) -> Iterator[str]:
@@ -474,7 +491,29 @@ def _check_serve(serve: Any, path: str, spec: Obj) -> Iterator[str]:
                 isinstance(value, bool) or not isinstance(value, int | float) or value < 0
             ):
                 yield f"{where}.{key}: must be a number >= 0, got {value!r}"
+    if "smoke" in serve:
+        yield from _check_smoke(serve["smoke"], f"{path}.smoke")
     yield from _check_ray_cluster_fields(serve, spec, path)
+
+
+def _check_smoke(smoke: Any, path: str) -> Iterator[str]:
+    """{path, method, json | body}: one HTTP request to the application, under its route prefix."""
+    if not isinstance(smoke, dict):
+        yield f"{path}: must be a mapping {{path, method, json or body}}"
+        return
+    yield from _check_known(smoke, SERVE_SMOKE_FIELDS, path)
+    where = smoke.get("path")
+    if where is not None and (not isinstance(where, str) or not where.startswith("/")):
+        yield f"{path}.path: must start with '/' (it is under the routePrefix), got {where!r}"
+    method = smoke.get("method")
+    if method is not None and method not in SMOKE_METHODS:
+        yield f"{path}.method: must be one of {', '.join(SMOKE_METHODS)}, got {method!r}"
+    yield from _check_type(smoke, "json", dict, path)
+    yield from _check_type(smoke, "body", str, path)
+    if "json" in smoke and "body" in smoke:
+        yield f"{path}: set json (sent as application/json) or body (text), not both"
+    if method == "GET" and ("json" in smoke or "body" in smoke):
+        yield f"{path}.method: a GET request sends no json or body; use POST or drop them"
 
 
 def _check_ray_cluster_fields(ray: Any, spec: Obj, path: str) -> Iterator[str]:

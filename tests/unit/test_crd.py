@@ -48,6 +48,11 @@ def test_validate_knows_exactly_the_fields_of_the_schema():
     assert set(step["spark"]["properties"]) == validation.SPARK_FIELDS
     assert set(step["ray"]["properties"]) == validation.RAY_STEP_FIELDS
     assert set(spec["properties"]["rayCluster"]["properties"]) == validation.RAY_CLUSTER_FIELDS
+    serve = step["serve"]["properties"]
+    assert set(serve) == validation.SERVE_STEP_FIELDS
+    assert set(serve["deployments"]["items"]["properties"]) == validation.SERVE_DEPLOYMENT_FIELDS
+    assert set(serve["smoke"]["properties"]) == validation.SERVE_SMOKE_FIELDS
+    assert serve["smoke"]["properties"]["method"]["enum"] == list(validation.SMOKE_METHODS)
 
 
 def test_no_default_inside_list_items():

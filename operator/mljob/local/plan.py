@@ -49,7 +49,7 @@ SPARK_LOCAL_ENV = {"SPARK_LOCAL_IP": LOOPBACK}
 SPARK_LOOPBACK_CONF = {"spark.driver.bindAddress": LOOPBACK, "spark.driver.host": LOOPBACK}
 LOG_DIR_NAME = "_logs"  # leading underscore: Spark and Ray Data readers skip it
 SPARK_ENGINE = "spark"
-SERVE_ENGINE = "serve"  # not run locally: skipped, with a note (docs/local-mode.md)
+SERVE_ENGINE = "serve"  # Ray Serve on the run's local Ray (mljob.local.serving)
 RAY_ENGINE = "ray"
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?)([kmgt]?)i?b?$", re.IGNORECASE)
 _MEMORY_UNITS = {"": 1 / 2**20, "k": 1 / 1024, "m": 1, "g": 1024, "t": 1024 * 1024}
@@ -184,7 +184,8 @@ def step_env(mljob: Obj, step: Obj, layout: RunLayout) -> dict[str, str]:
     if "spark" in step:
         own_env = builders.env_list_to_dict(step["spark"].get("env"))
     else:
-        own_env = (step["ray"].get("runtimeEnv") or {}).get("env_vars")
+        ray_or_serve = step.get("ray") or step["serve"]  # both have runtimeEnv.env_vars
+        own_env = (ray_or_serve.get("runtimeEnv") or {}).get("env_vars")
     env = builders.effective_env(mljob, layout.run, step["name"], own_env)
     env[c.ENV_DATA_PATH] = str(layout.data_dir)
     if "ray" in step:  # the RayJob's runtimeEnv has it (builders._runtime_env_yaml)
@@ -228,18 +229,14 @@ def version_mismatches(mljob: Obj, installed: Mapping[str, str | None]) -> list[
     lines = []
     for step in spec["steps"]:
         engine = engine_of(step)
-        if engine == SERVE_ENGINE:
-            continue
         if engine == SPARK_ENGINE:
             field, declared = "sparkVersion", step["spark"].get("sparkVersion")
             package = "PySpark"
         else:
-            field, declared = (
-                "rayVersion",
-                step["ray"].get("rayVersion") or shared.get("rayVersion"),
-            )
+            own = step["ray"] if engine == RAY_ENGINE else step["serve"]  # serve: on local Ray
+            field, declared = "rayVersion", own.get("rayVersion") or shared.get("rayVersion")
             package = "Ray"
-        have = installed.get(engine)
+        have = installed.get(SPARK_ENGINE if engine == SPARK_ENGINE else RAY_ENGINE)
         if not declared or not have or _minor(str(declared)) == _minor(have):
             continue
         lines.append(

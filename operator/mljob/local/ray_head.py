@@ -35,7 +35,7 @@ class LocalRay:
         self.run_dir = Path(tempfile.mkdtemp(prefix="mljob-ray-"))
         self.temp_dir = self.run_dir / RAY_TEMP_DIR_NAME
         self.token_file = write_token(self.run_dir / TOKEN_FILE_NAME)
-        self.address = f"{plan.LOOPBACK}:{_free_port()}"
+        self.address = f"{plan.LOOPBACK}:{free_loopback_port()}"
         port = int(self.address.rsplit(":", 1)[1])
         command = [*plan.ray_head_command(sys.executable, port, cpus, self.temp_dir), "--block"]
         env = {**self.process_env(os.environ), **HEAD_ENV}
@@ -49,6 +49,10 @@ class LocalRay:
     def process_env(self, base: Mapping[str, str]) -> dict[str, str]:
         """`base` with what it takes to use this instance (loopback settings, the token)."""
         return plan.ray_process_env(base, self.token_file)
+
+    def running(self) -> bool:
+        """Whether the head (`ray start --block`) is still up."""
+        return self._process.exit_code() is None
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
@@ -82,7 +86,8 @@ def write_token(path: Path) -> Path:
     return path
 
 
-def _free_port() -> int:
+def free_loopback_port() -> int:
+    """A port free on 127.0.0.1 now (the caller binds it soon after; a race we accept)."""
     with socket.socket() as s:
         s.bind((plan.LOOPBACK, 0))
         return s.getsockname()[1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import json
 import os
 import shutil
 import sys
@@ -14,10 +15,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mljob import planner
-from mljob.local import plan
+from mljob.local import plan, serving
 from mljob.local.errors import LocalRunError
 from mljob.local.processes import GroupProcess, log_tail
-from mljob.local.ray_head import LocalRay
+from mljob.local.ray_head import LocalRay, free_loopback_port
 from mljob.local.view import (
     FAILED,
     PENDING,
@@ -37,6 +38,19 @@ Obj = dict[str, Any]
 INSTALL_HINT = "pip install 'mljob-operator[local]'"
 REFRESH_SECONDS = 0.25
 INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what shells report for a command stopped by Ctrl-C
+# Top-level modules each engine imports (found without importing them): Ray Serve's HTTP proxy
+# needs ray[serve]'s starlette and uvicorn besides Ray.
+ENGINE_MODULES = {
+    plan.SPARK_ENGINE: ("pyspark",),
+    plan.RAY_ENGINE: ("ray",),
+    plan.SERVE_ENGINE: ("ray", "starlette", "uvicorn"),
+}
+ENGINE_PACKAGES = {
+    plan.SPARK_ENGINE: "pyspark",
+    plan.RAY_ENGINE: "ray",
+    plan.SERVE_ENGINE: "ray[serve]",
+}
+SERVING_POLL_SECONDS = 1.0  # while serving until Ctrl-C: how often to check the Ray instance
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,9 @@ class RunOptions:
     # A step's rayVersion/sparkVersion differing from the installed Ray/PySpark (to the minor
     # version): an error instead of a warning.
     strict_versions: bool = False
+    # End the run once every serve step's application runs and answered its smoke request,
+    # instead of serving until Ctrl-C (for scripts and CI).
+    exit_after_smoke: bool = False
 
 
 def check_manifest(mljob: Any) -> None:
@@ -57,12 +74,14 @@ def check_manifest(mljob: Any) -> None:
 
 def check_requirements(mljob: Obj) -> None:
     """Fail before starting anything when the machine cannot run every step."""
-    engines = {plan.engine_of(s) for s in mljob["spec"]["steps"]} - {plan.SERVE_ENGINE}
-    modules = {plan.SPARK_ENGINE: "pyspark", plan.RAY_ENGINE: "ray"}
+    engines = {plan.engine_of(s) for s in mljob["spec"]["steps"]}
     for engine in sorted(engines):
-        if importlib.util.find_spec(modules[engine]) is None:
+        missing = [m for m in ENGINE_MODULES[engine] if importlib.util.find_spec(m) is None]
+        if missing:
+            package = ENGINE_PACKAGES[engine]
             raise LocalRunError(
-                f"{modules[engine]} is not installed (needed for {engine} steps): {INSTALL_HINT}"
+                f"{package} is not installed (needed for {engine} steps; missing "
+                f"{', '.join(missing)}): {INSTALL_HINT}"
             )
     if plan.SPARK_ENGINE in engines and java_executable() is None:
         raise LocalRunError(
@@ -134,6 +153,9 @@ class PipelineRun:
         self.machine = machine()
         self.max_parallel = options.max_parallel or self.machine.cpus
         self.ray: LocalRay | None = None
+        self.exit_after_smoke = options.exit_after_smoke
+        self.serve_port: int | None = None  # Serve's HTTP proxy, one per run (its first serve step)
+        self.serve_apps: dict[str, serving.Obj] = {}  # step -> its Serve application, deployed
         self.started = time.monotonic()  # the run's start, for spec.activeDeadlineSeconds
         title = f"MLJob {self.name}, run {layout.run}: data and logs in {layout.data_dir}"
         self.view = LiveView(title, list(self.states.values()), out)
@@ -145,6 +167,7 @@ class PipelineRun:
         interrupted = False
         try:
             self._loop()
+            self._keep_serving()
         except KeyboardInterrupt:
             interrupted = True
             self._stop_all(STOPPED)
@@ -174,26 +197,12 @@ class PipelineRun:
         self.view.refresh()
 
     def _start_ready(self) -> None:
-        succeeded = [n for n, s in self.states.items() if s.status == SUCCEEDED or self._served(s)]
+        succeeded = [n for n, s in self.states.items() if s.status == SUCCEEDED]
         started = [n for n, s in self.states.items() if s.status != PENDING]
         for name in plan.ready_steps(self.deps, succeeded, started):
-            if self.states[name].engine == plan.SERVE_ENGINE:
-                self._skip_serve(name)
-                self._start_ready()  # the steps after it are ready now
-                return
             if len(self.processes) >= self.max_parallel:
                 return
             self._start(name)
-
-    def _skip_serve(self, name: str) -> None:
-        """Serve steps are not run locally (docs/local-mode.md): marked skipped, and the steps
-        after them run as if it had succeeded (they never read a serve step's output)."""
-        state = self.states[name]
-        state.status, state.started = SKIPPED, time.monotonic()
-        state.finished = state.started
-        self.view.message(
-            f"Step {name} skipped: serve steps (a KubeRay RayService) run only on a cluster."
-        )
 
     def _start(self, name: str) -> None:
         step, state = self.steps[name], self.states[name]
@@ -201,6 +210,8 @@ class PipelineRun:
         if state.engine == plan.SPARK_ENGINE:
             command = plan.spark_command(self.name, step, self.layout, self.machine, spark_submit())
             env = {**os.environ, **env, **spark_process_env()}
+        elif state.engine == plan.SERVE_ENGINE:
+            command, env = self._serve_command(name, env)
         else:
             command = plan.ray_command(
                 step["ray"]["entrypoint"], self.layout.app_dir, sys.executable
@@ -251,10 +262,61 @@ class PipelineRun:
             del self.retry_at[name]
             self.states[name].status = FAILED
 
-    @staticmethod
-    def _served(state: StepState) -> bool:
-        """A serve step skipped by a local run (it stands for a success)."""
-        return state.engine == plan.SERVE_ENGINE and state.status == SKIPPED and bool(state.started)
+    def _serve_command(self, name: str, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        """A serve step's process (mljob.local.serve_driver) and its environment: deploy the
+        step's application next to the run's earlier ones on the local Ray, Serve's HTTP proxy
+        on 127.0.0.1 at the run's port."""
+        step, ray = self.steps[name], self._local_ray()
+        if self.serve_port is None:
+            self.serve_port = free_loopback_port()
+        app = serving.application(self.mljob, step, self.layout.run, self.layout.app_dir, env)
+        self.serve_apps[name] = app
+        smoke = serving.smoke_request(step["serve"].get("smoke"))
+        result_file = self._serve_result_file(name)
+        result_file.unlink(missing_ok=True)  # a retry's result is its own
+        config = serving.driver_config(
+            app, plan.LOOPBACK, self.serve_port, smoke, result_file, self.serve_apps.values()
+        )
+        config_file = self.layout.log_dir / f"{name}.serve.json"
+        config_file.parent.mkdir(parents=True, exist_ok=True)
+        config_file.write_text(json.dumps(config, indent=2))
+        command = [sys.executable, "-m", "mljob.local.serve_driver", str(config_file)]
+        driver_env = {**os.environ, **plan.RAY_LOCAL_ENV, "RAY_ADDRESS": ray.address}
+        return command, ray.process_env(driver_env)
+
+    def _serve_result_file(self, name: str) -> Path:
+        return self.layout.log_dir / f"{name}.serve-result.json"
+
+    def _show_serve_result(self, name: str) -> None:
+        """The URL, the smoke request's answer, or why the step failed (serve_driver's result)."""
+        try:
+            result = json.loads(self._serve_result_file(name).read_text())
+        except (OSError, ValueError):
+            return  # the driver died before writing it: the log's tail tells
+        for line in serving.smoke_lines(name, result):
+            self.view.message(line)
+
+    def _keep_serving(self) -> None:
+        """After the last step of a successful run with serve steps: keep the local Ray (and so
+        Serve) up until Ctrl-C, unless --exit-after-smoke. Ends the run, failed, if the Ray
+        instance ends on its own."""
+        ok = all(s.status == SUCCEEDED for s in self.states.values())
+        if not self.serve_apps or not ok or self.exit_after_smoke or self.ray is None:
+            return
+        assert self.serve_port is not None
+        base = serving.base_url(plan.LOOPBACK, self.serve_port)
+        for name, app in self.serve_apps.items():
+            url = serving.route_url(base, app.get("route_prefix"))
+            request = serving.smoke_request(self.steps[name]["serve"].get("smoke"))
+            if request is not None:
+                url = serving.route_url(base, app.get("route_prefix"), request.path)
+            self.view.message(f"Serving step {name}: {serving.curl_command(url, request)}")
+        self.view.message("Serving until Ctrl-C (--exit-after-smoke ends a run here instead).")
+        while self.ray.running():
+            time.sleep(SERVING_POLL_SECONDS)  # waiting for Ctrl-C; the check is Ray's health
+        self.view.message("The local Ray instance ended: no longer serving.")
+        for name in self.serve_apps:
+            self.states[name].status = FAILED
 
     def _local_ray(self) -> LocalRay:
         if self.ray is None:
@@ -275,6 +337,8 @@ class PipelineRun:
             if code is None:
                 continue
             del self.processes[name]
+            if self.steps[name].get("serve"):
+                self._show_serve_result(name)
             state = self.states[name]
             state.finished, state.exit_code = time.monotonic(), code
             if code == 0:
@@ -331,7 +395,7 @@ class PipelineRun:
     def _report(self) -> int:
         self.view.refresh()
         print("\n" + summary_table(list(self.states.values()), time.monotonic()), file=self.out)
-        ok = all(s.status == SUCCEEDED or self._served(s) for s in self.states.values())
+        ok = all(s.status == SUCCEEDED for s in self.states.values())
         verdict = "succeeded" if ok else "did not succeed"
         print(
             f"\nRun {self.layout.run} of {self.name} {verdict}. "

@@ -150,6 +150,16 @@ BAD_MANIFESTS: list[tuple[str, Any, str]] = [
         "mainApplicationFile: required",
     ),
     (
+        "spark-file-no-scheme",
+        _with("spec.steps.0.spark.mainApplicationFile", "/app/etl.py"),
+        "spark.mainApplicationFile: '/app/etl.py' has no scheme",
+    ),
+    (
+        "spark-file-file-scheme",
+        _with("spec.steps.0.spark.mainApplicationFile", "file:///app/etl.py"),
+        "use local:///path for a file in the image",
+    ),
+    (
         "spark-no-version",
         _with("spec.steps.0.spark.sparkVersion", _DELETE),
         "spark.sparkVersion: required",
@@ -519,6 +529,100 @@ BAD_MANIFESTS: list[tuple[str, Any, str]] = [
     ),
 ]
 
+
+
+def serve_mljob(**smoke: Any) -> dict[str, Any]:
+    """A valid MLJob ending in a serve step; keyword arguments make its smoke request."""
+    serve = {"importPath": "serve_model:app", "routePrefix": "/churn", "rayVersion": "2.49.0"}
+    if smoke:
+        serve["smoke"] = smoke
+    return mljob([spark_step("prepare"), ray_step("train"), {"name": "serve", "serve": serve}])
+
+
+# A serve step's smoke request (`mljob run --local` sends it; docs/local-mode.md).
+BAD_MANIFESTS += [
+    (
+        "smoke-not-mapping",
+        _with("spec.steps.2.serve.smoke", "/predict", serve_mljob()),
+        "spec.steps[2].serve.smoke: must be a mapping",
+    ),
+    (
+        "smoke-unknown-field",
+        serve_mljob(path="/", headers={"X": "1"}),
+        "serve.smoke.headers: unknown field",
+    ),
+    (
+        "smoke-relative-path",
+        serve_mljob(path="predict"),
+        "serve.smoke.path: must start with '/' (it is under the routePrefix), got 'predict'",
+    ),
+    (
+        "smoke-bad-method",
+        serve_mljob(method="post", json={"a": 1}),
+        "serve.smoke.method: must be one of GET, POST, PUT, PATCH, DELETE, got 'post'",
+    ),
+    ("smoke-json-list", serve_mljob(json=[1, 2]), "serve.smoke.json: must be a mapping, got list"),
+    ("smoke-body-number", serve_mljob(body=3), "serve.smoke.body: must be a string, got int"),
+    (
+        "smoke-json-and-body",
+        serve_mljob(json={"a": 1}, body="a=1"),
+        "serve.smoke: set json (sent as application/json) or body (text), not both",
+    ),
+    (
+        "smoke-get-with-body",
+        serve_mljob(method="GET", json={"a": 1}),
+        "serve.smoke.method: a GET request sends no json or body",
+    ),
+]
+
+# The cache and declared outputs (issue 13; docs/lifecycle.md).
+BAD_MANIFESTS += [
+    (
+        "cache-not-bool",
+        _with("spec.steps.0.cache", "yes"),
+        "spec.steps[0].cache: must be true or false, got str",
+    ),
+    (
+        "cache-key-number",
+        _with("spec.steps.0.cacheKey", 20260102),
+        "spec.steps[0].cacheKey: must be a string of at most 253 characters",
+    ),
+    (
+        "cache-key-too-long",
+        _with("spec.steps.0.cacheKey", "d" * 254),
+        "spec.steps[0].cacheKey: must be a string of at most 253 characters",
+    ),
+    (
+        "outputs-not-list",
+        _with("spec.steps.0.outputs", "features/"),
+        "spec.steps[0].outputs: must be a list of at most 20 relative paths",
+    ),
+    (
+        "output-absolute",
+        _with("spec.steps.0.outputs", ["features/", "/etc/passwd"]),
+        "spec.steps[0].outputs[1]: '/etc/passwd' must be a relative path",
+    ),
+    (
+        "output-dot-dot",
+        _with("spec.steps.0.outputs", ["../other-run/model.json"]),
+        "spec.steps[0].outputs[0]: '../other-run/model.json' must be a relative path",
+    ),
+    (
+        "output-duplicate",
+        _with("spec.steps.0.outputs", ["model.json", "model.json"]),
+        "spec.steps[0].outputs[1]: duplicate output 'model.json'",
+    ),
+    (
+        "env-input-reserved",
+        _with("spec.env", [{"name": "MLJOB_INPUT_PREPARE", "value": "s3a://elsewhere"}]),
+        "spec.env[0].name: MLJOB_INPUT_PREPARE is set by the operator",
+    ),
+    (
+        "env-output-reserved",
+        _with("spec.steps.1.ray.runtimeEnv", {"env_vars": {"MLJOB_OUTPUT_PATH": "/tmp"}}),
+        "runtimeEnv.env_vars.MLJOB_OUTPUT_PATH: set by the operator",
+    ),
+]
 
 # --- bad files (issue 15) ----------------------------------------------------------------------
 # What a command that reads an MLJob file may be handed instead of one MLJob: (id, the file's
