@@ -88,6 +88,7 @@ SERVE_DEPLOYMENT_FIELDS = frozenset({"name", "numReplicas", "numCpus", "numGpus"
 SERVE_SMOKE_FIELDS = frozenset({"path", "method", "json", "body"})
 SMOKE_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 ENGINE_KEYS = ("spark", "ray", "serve")
+_RUN_LIKE_SUFFIX = re.compile(r"-(r[0-9]+|a[0-9]+|ray)$")
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*[:.][A-Za-z_]\w*$")
 SPARK_CONF_HINT = {
     "serviceAccountName": "use spark.serviceAccount",
@@ -274,6 +275,10 @@ def _check_step(step: Obj, path: str, earlier_names: list[Any], spec: Obj) -> It
         yield from _check_ray_step(step["ray"], f"{path}.ray", spec)
     else:
         yield from _check_serve(step["serve"], f"{path}.serve", spec)
+        if isinstance(name, str) and _RUN_LIKE_SUFFIX.search(name):
+            # The RayService is `<mljob>-<step>` (naming.py): a name ending like a run's child
+            # (`-r1`, `-a2`) or a shared cluster (`-ray`) could share KubeRay's `-head-svc`.
+            yield f"{path}.name: a serve step's name must not end in -r<N>, -a<N> or -ray: {name!r}"
 
 
 def _check_cache_fields(step: Obj, path: str) -> Iterator[str]:
@@ -618,6 +623,15 @@ def ray_service_errors(service: Obj, path: str) -> Iterator[str]:
     if not spec.get("rayClusterConfig"):
         yield f"{path}.template: removes rayClusterConfig, which RayService requires"
         return
+    upgrade = (spec.get("upgradeStrategy") or {}).get("type")
+    if upgrade != builders.RAY_SERVICE_UPGRADE:
+        # A later run updates the RayService in place; only a NewCluster upgrade tells when the
+        # new version serves (KubeRay promotes the new cluster); None would change the live
+        # cluster's applications in place, with no signal of which version answers.
+        yield (
+            f"{path}.template: upgradeStrategy.type must stay {builders.RAY_SERVICE_UPGRADE} "
+            f"(a new run's model is rolled out on a new cluster), got {upgrade!r}"
+        )
     yield from ray_cluster_spec_errors(spec["rayClusterConfig"], f"{path}.rayClusterConfig")
 
 
