@@ -113,9 +113,31 @@ def test_the_local_runtime_env_maps_app_paths_and_puts_the_project_on_pythonpath
         "A": "1",
         "MLJOB_DATA_PATH": "/runs/x/run-1",
         "PYTHONPATH": "/home/me/project:/home/me/project/lib:/opt/y",
+        # Ray's worker setup hook: Serve's replicas bind their gRPC server to loopback.
+        "__RAY_WORKER_PROCESS_SETUP_HOOK_ENV_VAR": (
+            "mljob.local.serve_loopback.bind_serve_to_loopback"
+        ),
     }
     assert runtime_env["working_dir"] == "/app/serving"  # the step is left alone
-    assert serving.map_runtime_env({}, APP, {})["env_vars"] == {"PYTHONPATH": str(APP)}
+    assert serving.map_runtime_env({}, APP, {})["env_vars"] == {
+        "PYTHONPATH": str(APP),
+        serving.SETUP_HOOK_ENV: serving_loopback_hook(),
+    }
+
+
+def serving_loopback_hook() -> str:
+    from mljob.local import serve_loopback
+
+    return serve_loopback.HOOK
+
+
+def test_the_loopback_hook_rewrites_only_all_interface_addresses() -> None:
+    from mljob.local.serve_loopback import loopback_address
+
+    assert loopback_address("[::]:0") == "127.0.0.1:0"
+    assert loopback_address("0.0.0.0:9000") == "127.0.0.1:9000"
+    assert loopback_address("127.0.0.1:5") == "127.0.0.1:5"
+    assert loopback_address("[::1]:5") == "[::1]:5"
 
 
 def test_the_application_is_the_clusters_with_the_local_environment(tmp_path: Path) -> None:
