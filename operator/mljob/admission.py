@@ -28,15 +28,22 @@ SCHEDULE_WEBHOOK_ID = "validate-scheduledmljob"
 class Permission:
     group: str
     resource: str
+    verb: str = "create"
 
     def __str__(self) -> str:
-        return f"create {self.resource}.{self.group}"
+        return f"{self.verb} {self.resource}.{self.group}"
 
 
 def child_permissions(mljob: dict[str, Any]) -> list[Permission]:
     """What a user must be allowed to do to run this MLJob without the operator's help: create
-    every kind of child it produces."""
-    return [Permission(kind.group, kind.plural) for kind in kinds.produced(mljob)]
+    every kind of child it produces, and patch those a later run updates in place (a serve
+    step's RayService)."""
+    permissions = []
+    for kind in kinds.produced(mljob):
+        permissions.append(Permission(kind.group, kind.plural))
+        if kind.updated_in_place:
+            permissions.append(Permission(kind.group, kind.plural, "patch"))
+    return permissions
 
 
 def denial_message(user: str, namespace: str, missing: list[Permission]) -> str:
@@ -103,7 +110,7 @@ async def _check(
 ) -> list[Permission]:
     api = kube.api()
     checks = [
-        asyncio.to_thread(api.can, userinfo, "create", namespace, perm.group, perm.resource)
+        asyncio.to_thread(api.can, userinfo, perm.verb, namespace, perm.group, perm.resource)
         for perm in permissions
     ]
     allowed = await asyncio.gather(*checks)

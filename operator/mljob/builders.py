@@ -269,18 +269,31 @@ def build_ray_cluster(mljob: Obj, run: int) -> Obj:
 
 
 def build_ray_service(mljob: Obj, step: Obj, run: int, attempt: int) -> Obj:
-    """A serve step's RayService: one Serve application (serveConfigV2) on its own cluster."""
+    """A serve step's RayService: one Serve application (serveConfigV2) on its own cluster.
+    Its name is the same for every run and attempt: a later run replaces its spec and labels
+    (planner.Update). Each run's cluster spec differs (MLJOB_RUN in its env, the run label on
+    its pods), so KubeRay rolls every new run out on a new cluster and promotes it once it
+    serves; upgradeStrategy NewCluster is said explicitly, so that neither KubeRay's
+    ENABLE_ZERO_DOWNTIME=false nor a default change turns that into an in-place change."""
     serve = step["serve"]
     spec: Obj = {
         "serveConfigV2": serve_config_yaml(mljob, run, step),
         "rayClusterConfig": _ray_cluster_spec(mljob, serve, run, step["name"]),
+        "upgradeStrategy": {"type": RAY_SERVICE_UPGRADE},
     }
+    meta = _metadata(mljob, step_child_name(mljob, step, run, attempt), run, step["name"])
+    # Which attempt of the run made it: a retry of a failed first deployment waits for the
+    # failed one to be gone, and adopts only its own after a lost status write.
+    meta["labels"][c.LABEL_ATTEMPT] = str(attempt)
     return {
         "apiVersion": _api_version(c.RAY_SERVICE_KIND),
         "kind": c.RAY_SERVICE_KIND,
-        "metadata": _metadata(mljob, step_child_name(mljob, step, run, attempt), run, step["name"]),
+        "metadata": meta,
         "spec": merge_patch(spec, serve.get("template") or {}),
     }
+
+
+RAY_SERVICE_UPGRADE = "NewCluster"
 
 
 SERVE_DEFAULT_ROUTE = "/"

@@ -71,6 +71,7 @@ RAY_CLUSTER_RUN_CONTROL_FIELDS = frozenset({"startPolicy"})
 LABEL_NAME = "mljob.io/name"
 LABEL_STEP = "mljob.io/step"
 LABEL_RUN = "mljob.io/run"
+LABEL_ATTEMPT = "mljob.io/attempt"  # on RayServices only (their name is the same every run)
 RESERVED_LABEL_PREFIX = "mljob.io/"
 RAY_CLUSTER_SELECTOR_KEY = "ray.io/cluster"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"

@@ -28,7 +28,16 @@ import kopf
 from mljob import constants as c
 from mljob import expectations, kinds, kube, metrics, schemas
 from mljob.expectations import Created, Key
-from mljob.planner import Create, Delete, Patch, Plan, plan, record_create_rejected, status_patch
+from mljob.planner import (
+    Create,
+    Delete,
+    Patch,
+    Plan,
+    Update,
+    plan,
+    record_create_rejected,
+    status_patch,
+)
 
 logger = logging.getLogger("mljob")
 Obj = dict[str, Any]
@@ -73,6 +82,8 @@ def _slim(body: kopf.Body) -> Obj:
             "uid": meta.uid,
             "labels": dict(meta.labels),
             "ownerReferences": [dict(ref) for ref in meta.get("ownerReferences") or []],
+            # A RayService's status is about its spec only when observedGeneration matches.
+            "generation": meta.get("generation"),
         },
         "status": copy.deepcopy(dict(body.get("status") or {})),
     }
@@ -234,7 +245,7 @@ async def _apply_actions(mljob: Obj, result: Plan) -> tuple[Plan, bool]:
     started_step = False
     for action in result.actions:
         extra = _log_fields(key, result.status.get("run"), getattr(action, "step", None))
-        if not isinstance(action, Create):
+        if not isinstance(action, Create | Update):
             await _change(key, action, extra)
         elif rejection is not None:
             skipped.append(action.step)
@@ -254,9 +265,19 @@ async def _apply_actions(mljob: Obj, result: Plan) -> tuple[Plan, bool]:
     return Plan([], refused.status, refused.events, result.requeue_after), started_step
 
 
-async def _create(key: Key, action: Create, extra: dict[str, Any]) -> expectations.Rejected | None:
+async def _create(
+    key: Key, action: Create | Update, extra: dict[str, Any]
+) -> expectations.Rejected | None:
     assert state.api is not None
     resource = CHILD_RESOURCES[action.kind]
+    if isinstance(action, Update):
+        updated = await asyncio.to_thread(state.api.update, resource, key[0], action.body)
+        if isinstance(updated, expectations.Rejected):
+            return updated
+        if updated is not None:
+            logger.info("%s/%s: updated %s %s", *key, action.kind, action.name, extra=extra)
+            return None
+        # It is gone (deleted since the planner saw it): create it instead.
     answer = await asyncio.to_thread(state.api.create, resource, key[0], action.body)
     owner_uid = action.body["metadata"]["ownerReferences"][0]["uid"]
     outcome = expectations.create_outcome(answer, action.kind, action.name, owner_uid)

@@ -39,6 +39,9 @@ class ChildKind:
     state: Callable[[Obj], states.ChildState] | None
     # Whether upstream honours a patched spec.suspend (the planner decides when per child).
     suspendable: bool
+    # Whether a later run patches the child in place instead of making a new one (a serve
+    # step's RayService): the admission webhook then asks for `patch` too.
+    updated_in_place: bool = False
 
     @property
     def api_version(self) -> str:
@@ -100,6 +103,7 @@ RAY_SERVICE = ChildKind(
     # KubeRay v1.7's RayService has spec.suspend, but suspending tears the serving cluster
     # down; an MLJob's suspend never reaches a model that is (or is about to be) serving.
     suspendable=False,
+    updated_in_place=True,
 )
 
 CHILD_KINDS: tuple[ChildKind, ...] = (SPARK_APPLICATION, RAY_JOB, RAY_CLUSTER, RAY_SERVICE)

@@ -3,7 +3,11 @@
 A step's child is `<mljob>-<step>-r<run>`, plus `-a<attempt>` from the second attempt on; the
 shared RayCluster of a run is `<mljob>-r<run>-ray`. Step children always end in `-r<N>` or
 `-a<N>` and the cluster in `-ray`, so they never collide (KubeRay derives `<name>-head-svc`
-Services from both). A name that is not a DNS-1035 label or is over the kind's limit keeps a
+Services from both). A serve step's RayService is the exception: it outlives its run and is
+updated in place by later runs, so its name is stable, `<mljob>-<step>` for every run and
+attempt (validation keeps serve step names from ending like `-r<N>`, `-a<N>` or `-ray`).
+
+A name that is not a DNS-1035 label or is over the kind's limit keeps a
 readable prefix and gains an 8-character hash of the full name, so the same inputs always give
 the same name and different inputs (practically) never share one.
 """
@@ -24,6 +28,8 @@ def is_dns1035_label(name: str, limit: int = 63) -> bool:
 
 
 def step_child_name(mljob_name: str, step_name: str, run: int, attempt: int, kind: str) -> str:
+    if kind == c.RAY_SERVICE_KIND:
+        return _fit(f"{mljob_name}-{step_name}", "", c.NAME_LIMIT_OF_KIND[kind])
     suffix = f"-r{run}" + (f"-a{attempt}" if attempt > 1 else "")
     return _fit(f"{mljob_name}-{step_name}", suffix, c.NAME_LIMIT_OF_KIND[kind])
 

@@ -51,7 +51,14 @@ from mljob import builders, messages, naming, states, steps
 from mljob import constants as c
 from mljob import fingerprint as fp
 from mljob.kinds import BY_KIND
-from mljob.status import CacheRecord, Condition, MLJobStatus, RunRecord, StepStatus
+from mljob.status import (
+    CacheRecord,
+    Condition,
+    MLJobStatus,
+    RunRecord,
+    ServingStatus,
+    StepStatus,
+)
 from mljob.validation import dependencies, validate
 
 Obj = dict[str, Any]
@@ -97,7 +104,25 @@ class Patch:
     patch: Obj
 
 
-Action = Create | Delete | Patch
+@dataclass(frozen=True)
+class Update:
+    """Replace a serve step's RayService spec with `body`'s, and set its labels and annotations
+    (a new run's model, rolled out by KubeRay's zero-downtime upgrade; a 404 means it is gone:
+    the next plan sees that). The glue applies it where it would apply a Create."""
+
+    body: Obj
+    step: str
+
+    @property
+    def kind(self) -> str:
+        return str(self.body["kind"])
+
+    @property
+    def name(self) -> str:
+        return str(self.body["metadata"]["name"])
+
+
+Action = Create | Delete | Patch | Update
 
 
 class Event(NamedTuple):
@@ -140,6 +165,9 @@ class _Context:
     run: int = 1
     # Events no status diff shows (the shared RayCluster lost and recreated under its name).
     events: list[Event] = field(default_factory=list)
+    # Serve steps whose RayService serves a model now (status.serving, the RayService observed):
+    # nothing the operator decides may take it down, and a failed update is not retried.
+    live: frozenset[str] = frozenset()
 
     @property
     def spec(self) -> Obj:
@@ -187,6 +215,7 @@ def plan(mljob: Obj, children: list[Obj], now: datetime) -> Plan:
     if errors:
         return _finish(old, _invalid_status(mljob, old, errors), mljob, now)
     ctx = _Context(mljob, _by_key(children), now, run=old.get("run") or 1)
+    ctx.live = _live_models(ctx, old)
     new_hash = spec_hash(mljob["spec"])
     if not old.get("specHash") or old["specHash"] == new_hash:
         base = copy.deepcopy(old)
@@ -298,6 +327,8 @@ def _undo_skipped_starts(
 
 # --- one run -------------------------------------------------------------------------------------
 _CARRIED = ("run", "specHash", "runs", "rayCluster", "resumeTime", "childrenDeletedTime", "cache")
+# The models that serve outlive runs too (status.serving: serve steps, below).
+_CARRIED_ALL: tuple[str, ...] = (*_CARRIED, "serving")
 
 
 def _plan_run(
@@ -307,7 +338,7 @@ def _plan_run(
     ctx.run = base["run"]
     actions = list(actions or [])
     previous = {e["name"]: e for e in base.get("steps") or []}
-    carried = {k: copy.deepcopy(v) for k, v in base.items() if k in _CARRIED}
+    carried = {k: copy.deepcopy(v) for k, v in base.items() if k in _CARRIED_ALL}
     new = cast(MLJobStatus, carried)
     new["observedGeneration"] = _generation(ctx.mljob)
     new["steps"] = [
@@ -329,8 +360,10 @@ def _plan_run(
     actions += _suspend_or_resume(ctx, new["steps"])
     new = _summarize(new, base, _verdict(new["steps"], ctx.suspended), ctx.now)
     actions += _track_shared_cluster(ctx, new)
+    _record_serving(ctx, new)
     actions += _retire_ray_services(ctx, new, actions)
     actions += _expire_ttl(ctx, new, actions)
+    _forget_serving(ctx, new, actions)
     result = _finish(old, new, ctx.mljob, ctx.now, actions, _next_wakeup(ctx, new))
     return replace(result, events=[*result.events, *ctx.events])
 
@@ -352,7 +385,9 @@ def _observe(ctx: _Context, entry: StepStatus, *, retry: bool) -> None:
         return
     failure = _refresh(ctx, entry)
     if failure:
-        _attempt_failed(entry, step, failure, ctx.now)
+        # A failed update of a model that serves is not retried: the same spec would fail the
+        # same way, and the older model keeps serving.
+        _attempt_failed(entry, None if entry["name"] in ctx.live else step, failure, ctx.now)
         if step is not None and steps.waits_for_attempt(entry):
             # its next attempt may exist already: created by a plan whose status write was lost
             _observe(ctx, entry, retry=retry)
@@ -365,6 +400,14 @@ def _refresh(ctx: _Context, entry: StepStatus) -> _Failure | None:
     if child is None:
         what = f"{entry['kind']} {entry['child']} was deleted while {entry['phase']}"
         return _Failure(c.CHILD_STATE_DELETED, f"{what} (by someone else)")
+    if entry["kind"] == c.RAY_SERVICE_KIND and not _made_by(child, ctx.run, entry["attempts"]):
+        # The watch has not delivered this attempt's create or update yet: what it shows is
+        # an earlier run's spec (or the failed attempt's RayService on its way out).
+        message = f"waiting for the RayService of run {ctx.run} to be seen"
+        steps.observe(
+            entry, states.ChildState(c.PENDING, states.RAY_SERVICE_UPDATING, message), ctx.now
+        )
+        return None
     state = states.child_state(child)
     if state.phase == c.FAILED:
         steps.mirror_failure(entry, state)
@@ -377,8 +420,12 @@ def _adopt_lost_create(ctx: _Context, step: Obj, entry: StepStatus) -> None:
     """The next attempt's child exists but status does not know it (a status write was lost
     after the create): adopt it instead of creating it again."""
     name = builders.step_child_name(ctx.mljob, step, ctx.run, entry["attempts"] + 1)
-    if (entry["kind"], name) in ctx.observed:
-        steps.begin_attempt(entry, name, ctx.now)
+    child = ctx.observed.get((entry["kind"], name))
+    if child is None:
+        return
+    if entry["kind"] == c.RAY_SERVICE_KIND and not _made_by(child, ctx.run, entry["attempts"] + 1):
+        return  # a serve step's one name: an earlier run's RayService, or a failed attempt's
+    steps.begin_attempt(entry, name, ctx.now)
 
 
 def _attempt_failed(entry: StepStatus, step: Obj | None, failure: _Failure, now: datetime) -> None:
@@ -413,8 +460,10 @@ def _enforce_step_deadlines(ctx: _Context, status: MLJobStatus, *, retry: bool) 
         step = ctx.step(entry)
         failure = _step_deadline_failure(ctx, status, step, entry) if step else None
         if failure:
-            actions.append(ctx.delete(entry["kind"], entry["child"]))
-            _attempt_failed(entry, step if retry else None, failure, ctx.now)
+            live = entry["name"] in ctx.live  # an update: the older model keeps serving
+            if not live:
+                actions.append(ctx.delete(entry["kind"], entry["child"]))
+            _attempt_failed(entry, step if retry and not live else None, failure, ctx.now)
     return actions
 
 
@@ -451,7 +500,7 @@ def _enforce_pipeline_deadline(
     targets = started or [e for e in entries if e["phase"] not in c.TERMINAL_PHASES]
     actions: list[Action] = []
     for entry in targets:
-        if _has_live_child(entry):
+        if _has_live_child(entry) and entry["name"] not in ctx.live:
             actions.append(ctx.delete(entry["kind"], entry["child"]))
         message = f"spec.activeDeadlineSeconds ({limit}s) of the pipeline expired"
         steps.cancel(entry, c.CHILD_STATE_PIPELINE_DEADLINE, message, ctx.now)
@@ -481,7 +530,10 @@ def _start_runnable_steps(ctx: _Context, status: MLJobStatus) -> list[Action]:
             if builders.step_kind(step) == c.RAY_JOB_KIND and ctx.spec.get("rayCluster"):
                 actions += _ensure_shared_cluster(ctx, status)
             body = builders.build_step_child(view, step, ctx.run, entry["attempts"] + 1)
-            actions.append(Create(body, step["name"]))
+            start = _start_serving(ctx, body, step["name"]) or Create(body, step["name"])
+            if isinstance(start, _Wait):
+                continue
+            actions.append(start)
             steps.begin_attempt(entry, body["metadata"]["name"], ctx.now)
     return actions
 
@@ -572,6 +624,7 @@ def _plan_spec_change(ctx: _Context, old: MLJobStatus, new_hash: str) -> Plan:
     draining["observedGeneration"] = _generation(ctx.mljob)
     for entry in draining.get("steps") or []:
         _observe(ctx, entry, retry=False)
+    _record_serving(ctx, draining)  # a serve step of the ending run may have just succeeded
     # A RayJob of the ending run whose shared cluster was deleted would never finish: fail it.
     actions = _notice_lost_cluster(ctx, draining, retry=False)
     actions += _enforce_step_deadlines(ctx, draining, retry=False)
@@ -595,13 +648,18 @@ def _plan_spec_change(ctx: _Context, old: MLJobStatus, new_hash: str) -> Plan:
     }
     if old.get("cache"):  # the cache outlives runs: that is what it is for
         base["cache"] = copy.deepcopy(old["cache"])
+    if old.get("serving"):  # so do the models that serve (serve steps, below)
+        base["serving"] = copy.deepcopy(old["serving"])
     return _plan_run(ctx, old, base, actions)
 
 
 def _cancel(ctx: _Context, live: list[StepStatus], policy: str) -> list[Action]:
     actions: list[Action] = []
     for entry in live:
-        actions.append(ctx.delete(entry["kind"], entry["child"]))
+        # A serve step's RayService stays: the next run updates it in place (KubeRay keeps
+        # the older model serving meanwhile), or deletes it if its step left the spec.
+        if entry["kind"] != c.RAY_SERVICE_KIND:
+            actions.append(ctx.delete(entry["kind"], entry["child"]))
         message = f"cancelled: the spec changed (onSpecChange: {policy})"
         steps.cancel(entry, c.CHILD_STATE_CANCELLED, message, ctx.now)
     return actions
@@ -758,38 +816,106 @@ def _suspend_or_resume_cluster(ctx: _Context, status: MLJobStatus) -> list[Actio
 
 
 # --- serve steps: the RayService that serves outlives its run ------------------------------------
-def _serving_ray_services(ctx: _Context, status: MLJobStatus) -> set[ChildKey]:
-    """The RayServices to keep: each serve step's current child while it is Pending, Running
-    or Succeeded (the live model), and, until that step of the current run succeeds, an older
-    one KubeRay still reports serving (the previous run's model keeps answering meanwhile)."""
-    entries = {e["name"]: e for e in status.get("steps") or []}
-    keep: set[ChildKey] = set()
-    for key, child in ctx.observed.items():
-        if key[0] != c.RAY_SERVICE_KIND:
+class _Wait:
+    """Start nothing yet (the failed attempt's RayService of this run is still being deleted)."""
+
+
+def _start_serving(ctx: _Context, body: Obj, step: str) -> Create | Update | _Wait | None:
+    """How a serve step's attempt starts (None: not a serve step). Its RayService has one name:
+    created when there is none; updated in place when it holds an earlier run's spec (KubeRay
+    rolls the new one out on a new cluster while the old one keeps serving); nothing while the
+    failed attempt's RayService of this run is still there (the retry creates it afresh once
+    the watch has seen it go)."""
+    if body["kind"] != c.RAY_SERVICE_KIND:
+        return None
+    child = ctx.observed.get((c.RAY_SERVICE_KIND, body["metadata"]["name"]))
+    if child is None:
+        return Create(body, step)
+    if _labels(child).get(c.LABEL_RUN) == str(ctx.run):
+        return _Wait()
+    return Update(body, step)
+
+
+def _labels(child: Obj) -> dict[str, str]:
+    labels: dict[str, str] = (child.get("metadata") or {}).get("labels") or {}
+    return labels
+
+
+def _made_by(child: Obj, run: int, attempt: int) -> bool:
+    """Whether a RayService holds the spec of this run and attempt (its labels say so)."""
+    labels = _labels(child)
+    return labels.get(c.LABEL_RUN) == str(run) and labels.get(c.LABEL_ATTEMPT) == str(attempt)
+
+
+def _live_models(ctx: _Context, status: MLJobStatus) -> frozenset[str]:
+    """The serve steps whose RayService serves a model (status.serving) and still exists."""
+    return frozenset(
+        record["step"]
+        for record in status.get("serving") or []
+        if (c.RAY_SERVICE_KIND, record["rayService"]) in ctx.observed
+    )
+
+
+def _record_serving(ctx: _Context, status: MLJobStatus) -> None:
+    """A serve step of this run succeeded (KubeRay promoted the cluster with its spec): its
+    RayService now serves this run's model; status.serving says where and since when, and the
+    step's message names the URL."""
+    for entry in status["steps"]:
+        step = ctx.step(entry)
+        if entry["kind"] != c.RAY_SERVICE_KIND or entry["phase"] != c.SUCCEEDED or not step:
             continue
-        step = ((child.get("metadata") or {}).get("labels") or {}).get(c.LABEL_STEP)
-        entry = entries.get(str(step))
-        if entry is None or entry["kind"] != c.RAY_SERVICE_KIND:
-            continue  # the serve step left the spec: its model goes with it
-        current = key[1] == entry["child"] and entry["phase"] in (c.PENDING, c.RUNNING, c.SUCCEEDED)
-        older_serving = (
-            entry["phase"] != c.SUCCEEDED and states.child_state(child).phase == c.SUCCEEDED
-        )
-        if current or older_serving:
-            keep.add(key)
-    return keep
+        records = status.get("serving") or []
+        known = next((r for r in records if r["step"] == entry["name"]), None)
+        if known and known["liveRun"] == ctx.run and known["rayService"] == entry["child"]:
+            continue
+        body = builders.build_step_child(ctx.mljob, step, ctx.run, entry["attempts"])
+        service, port, route = states.serve_endpoint(body)
+        url = f"http://{service}.{ctx.namespace}.svc:{port}{route}"
+        record: ServingStatus = {
+            "step": entry["name"],
+            "rayService": entry["child"],
+            "service": service,
+            "port": port,
+            "route": route,
+            "url": url,
+            "liveRun": ctx.run,
+            "since": entry.get("completionTime") or _ts(ctx.now),
+        }
+        status["serving"] = [*(r for r in records if r["step"] != entry["name"]), record]
+        entry["message"] = _line(f"run {ctx.run}'s model serves at {url}")
+
+
+def _forget_serving(ctx: _Context, status: MLJobStatus, planned: list[Action]) -> None:
+    """A RayService that is gone, or deleted by this plan, serves nothing any more."""
+    deleted = {(a.kind, a.name) for a in planned if isinstance(a, Delete)}
+    kept = [
+        r
+        for r in status.get("serving") or []
+        if (key := (c.RAY_SERVICE_KIND, r["rayService"])) in ctx.observed and key not in deleted
+    ]
+    if kept:
+        status["serving"] = kept
+    else:
+        status.pop("serving", None)
 
 
 def _retire_ray_services(ctx: _Context, status: MLJobStatus, planned: list[Action]) -> list[Action]:
-    """Delete the RayServices no serve step needs: failed attempts (a RayService never ends by
-    itself; its cluster would run for ever), and older runs' once the new run's serves."""
-    keep = _serving_ray_services(ctx, status)
+    """Delete the RayServices no serve step needs: one whose step left the spec (its model
+    goes with it), and one whose attempt failed while no model of its step serves (a
+    RayService never ends by itself: its cluster would run for ever; a retry creates it again).
+    A failed update keeps its RayService: KubeRay keeps the older model serving."""
+    entries = {e["name"]: e for e in status["steps"] if e["kind"] == c.RAY_SERVICE_KIND}
+    serving = {r["step"] for r in status.get("serving") or []}
     already = {(a.kind, a.name) for a in planned if isinstance(a, Delete)}
-    return [
-        ctx.delete(kind, name)
-        for kind, name in sorted(ctx.observed)
-        if kind == c.RAY_SERVICE_KIND and (kind, name) not in keep | already
-    ]
+    actions: list[Action] = []
+    for (kind, name), child in sorted(ctx.observed.items()):
+        if kind != c.RAY_SERVICE_KIND or (kind, name) in already:
+            continue
+        entry = entries.get(_labels(child).get(c.LABEL_STEP, ""))
+        failed = entry is not None and entry["phase"] in (c.FAILED, c.RETRYING)
+        if entry is None or (failed and entry["name"] not in serving):
+            actions.append(ctx.delete(kind, name))
+    return actions
 
 
 # --- TTL -----------------------------------------------------------------------------------------
@@ -808,7 +934,7 @@ def _expire_ttl(ctx: _Context, status: MLJobStatus, planned: list[Action]) -> li
     if status.get("rayCluster"):
         status["rayCluster"]["state"] = "Deleted"
     already = {(a.kind, a.name) for a in planned if isinstance(a, Delete)}
-    already |= _serving_ray_services(ctx, status)
+    already |= {(c.RAY_SERVICE_KIND, r["rayService"]) for r in status.get("serving") or []}
     return [
         ctx.delete(kind, name) for kind, name in sorted(ctx.observed) if (kind, name) not in already
     ]
@@ -896,7 +1022,7 @@ def _summarize(new: MLJobStatus, old: MLJobStatus, verdict: _Verdict, now: datet
 
 
 def _invalid_status(mljob: Obj, old: MLJobStatus, errors: list[str]) -> MLJobStatus:
-    kept = (*_CARRIED, "steps")
+    kept = (*_CARRIED_ALL, "steps")
     status = cast(MLJobStatus, {k: copy.deepcopy(v) for k, v in old.items() if k in kept})
     entries = status.setdefault("steps", [])
     message = _clip("invalid spec: " + "; ".join(errors))

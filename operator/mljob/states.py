@@ -106,47 +106,90 @@ def _join(reason: str | None, message: str | None) -> str:
     return ": ".join(part for part in (reason, message) if part)
 
 
-# --- RayService: KubeRay v1.7 `rayservice_types.go` ------------------------------------------
-# Serving means the Ready condition is True (KubeRay sets it once the serve Service has at least
-# one endpoint: reason NonZeroServeEndpoints), no upgrade is in progress, and every application
-# of the active cluster is RUNNING. A Ready False with reason InitializingTimeout or
-# ValidationFailed is KubeRay giving up; an application DEPLOY_FAILED is Ray Serve giving up on
-# it (it stays so until the config changes). UNHEALTHY is not final: Serve restarts the
-# replicas and KubeRay replaces the cluster after serviceUnhealthySecondThreshold, so it only
-# shows in the message (a step deadline bounds the wait).
-RAY_SERVICE_FAILED_REASONS = frozenset({"InitializingTimeout", "ValidationFailed"})
+# --- RayService: KubeRay v1.7 `rayservice_types.go`, as `rayservice_controller.go` writes it
+# KubeRay deploys a new cluster as the *pending* one (status.pendingServiceStatus: its name, its
+# applications) and promotes it to *active* once all its applications are RUNNING and the serve
+# Service points at it; the first deployment goes the same way. Every reconcile that gets past
+# KubeRay's validation writes observedGeneration = metadata.generation in the same status write
+# as its decisions, so a spec change (a new run) is seen there together with the new pending
+# cluster and UpgradeInProgress True (the MLJob always asks for upgradeStrategy NewCluster).
+# Serving the current spec therefore means: observedGeneration is current, no pending cluster
+# and no UpgradeInProgress, Ready True (the serve Service has endpoints: NonZeroServeEndpoints)
+# and every application of the active cluster RUNNING.
+# Failure: an application of the cluster being deployed (the pending one, else the active one)
+# DEPLOY_FAILED (Ray Serve gives up on it until the config changes; during an upgrade the
+# active cluster keeps serving the old version), Ready False with reason InitializingTimeout
+# (terminal in KubeRay, whatever the generation), or ValidationFailed for a generation KubeRay
+# never got past (that path writes no observedGeneration). UNHEALTHY is not final: Serve
+# restarts the replicas, so it only shows in the message (a step deadline bounds the wait).
+RAY_SERVICE_TIMEOUT = "InitializingTimeout"
+RAY_SERVICE_INVALID = "ValidationFailed"
 SERVE_APP_FAILED = "DEPLOY_FAILED"
 SERVE_APP_RUNNING = "RUNNING"
+SERVE_APP_UNHEALTHY = "UNHEALTHY"
+RAY_SERVICE_UPDATING = "Updating"  # raw state while KubeRay has not reconciled the current spec
+RAY_SERVICE_UPGRADING = "UpgradeInProgress"
 
 
 def ray_service_state(service: dict[str, Any]) -> ChildState:
     status = service.get("status") or {}
+    if not status:
+        return ChildState(c.PENDING, "")
     conditions = {x.get("type"): x for x in status.get("conditions") or [] if isinstance(x, dict)}
     ready = conditions.get("Ready") or {}
-    upgrading = (conditions.get("UpgradeInProgress") or {}).get("status") == "True"
-    apps = (status.get("activeServiceStatus") or {}).get("applicationStatuses") or {}
-    failed = {n: a for n, a in apps.items() if (a or {}).get("status") == SERVE_APP_FAILED}
-    raw = ready.get("reason") or status.get("serviceStatus") or ""
+    reason = ready.get("reason") or ""
+    generation = (service.get("metadata") or {}).get("generation")
+    current = generation is None or (status.get("observedGeneration") or 0) >= generation
+    if ready.get("status") == "False" and (
+        reason == RAY_SERVICE_TIMEOUT or (reason == RAY_SERVICE_INVALID and not current)
+    ):
+        return _described(c.FAILED, reason, _join(reason, ready.get("message")))
+    active = status.get("activeServiceStatus") or {}
+    pending = status.get("pendingServiceStatus") or {}
+    clusters = bool(active.get("rayClusterName") or pending.get("rayClusterName"))
+    if not current:
+        # Everything else in status is about an older spec (the previous run's).
+        message = f"KubeRay has not taken generation {generation} of the RayService yet"
+        return ChildState(c.RUNNING if clusters else c.PENDING, RAY_SERVICE_UPDATING, message)
+    upgrading = (conditions.get(RAY_SERVICE_UPGRADING) or {}).get("status") == "True"
+    deploying = pending if pending.get("rayClusterName") else active
+    apps = deploying.get("applicationStatuses") or {}
+    raw = RAY_SERVICE_UPGRADING if upgrading else reason or status.get("serviceStatus") or ""
+    failed = sorted(n for n, a in apps.items() if (a or {}).get("status") == SERVE_APP_FAILED)
     if failed:
-        name, app = sorted(failed.items())[0]
-        text = _serve_app_message(name, app)
+        text = _serve_app_message(failed[0], apps[failed[0]])
         return _described(c.FAILED, f"{raw}/{SERVE_APP_FAILED}" if raw else SERVE_APP_FAILED, text)
-    if ready.get("status") == "False" and ready.get("reason") in RAY_SERVICE_FAILED_REASONS:
-        return _described(c.FAILED, raw, _join(ready.get("reason"), ready.get("message")))
+    if _serving(status, conditions, upgrading):
+        # The URL needs the route (spec.serveConfigV2), which the glue does not keep of a
+        # child: the planner names it from the step (status.serving).
+        message = f"serving on the RayCluster {active.get('rayClusterName')}"
+        return ChildState(c.SUCCEEDED, raw or "Ready", message)
+    unhealthy = sorted(n for n, a in apps.items() if (a or {}).get("status") == SERVE_APP_UNHEALTHY)
+    if unhealthy:
+        text = _serve_app_message(unhealthy[0], apps[unhealthy[0]])
+        return _described(c.RUNNING, f"{raw}/{SERVE_APP_UNHEALTHY}" if raw else "UNHEALTHY", text)
+    message = ready.get("message") or ""
+    if upgrading:
+        message = (
+            f"rolling out on the new cluster {pending.get('rayClusterName')}; "
+            f"{active.get('rayClusterName')} still serves"
+        )
+    return _described(c.RUNNING if clusters else c.PENDING, raw, message)
+
+
+def _serving(status: dict[str, Any], conditions: dict[Any, Any], upgrading: bool) -> bool:
+    """The active cluster serves the current spec (observedGeneration checked by the caller)."""
+    active = status.get("activeServiceStatus") or {}
+    pending = status.get("pendingServiceStatus") or {}
+    apps = active.get("applicationStatuses") or {}
     all_running = bool(apps) and all(
         (a or {}).get("status") == SERVE_APP_RUNNING for a in apps.values()
     )
-    serving = ready.get("status") == "True" or (
+    ready = (conditions.get("Ready") or {}).get("status") == "True" or (
         not conditions and status.get("serviceStatus") == "Running"  # KubeRay before v1.3
     )
-    if serving and all_running and not upgrading:
-        return ChildState(c.SUCCEEDED, raw or "Ready", f"serving at {serve_url(service)}")
-    unhealthy = sorted(n for n, a in apps.items() if (a or {}).get("status") == "UNHEALTHY")
-    if unhealthy:
-        text = _serve_app_message(unhealthy[0], apps[unhealthy[0]])
-        return _described(c.RUNNING, f"{raw}/UNHEALTHY" if raw else "UNHEALTHY", text)
-    phase = c.RUNNING if status.get("activeServiceStatus", {}).get("rayClusterName") else c.PENDING
-    return _described(phase, raw, ready.get("message") or "")
+    promoted = bool(active.get("rayClusterName")) and not pending.get("rayClusterName")
+    return ready and all_running and promoted and not upgrading
 
 
 def _serve_app_message(name: str, app: dict[str, Any]) -> str:
@@ -161,18 +204,25 @@ def _serve_app_message(name: str, app: dict[str, Any]) -> str:
     return f"Serve application {name} {status}: {message or 'no message'}"
 
 
-def serve_url(service: dict[str, Any]) -> str:
-    """The in-cluster URL of a RayService's application: its serve Service, port and route."""
+def serve_endpoint(service: dict[str, Any]) -> tuple[str, int, str]:
+    """A RayService's in-cluster endpoint: its serve Service (KubeRay names it
+    `<rayservice>-serve-svc`), the Serve port and the application's route prefix."""
     import yaml  # only here: the states of the other kinds need no YAML
 
-    meta = service.get("metadata") or {}
-    name, namespace = meta.get("name", ""), meta.get("namespace", "default")
+    name = (service.get("metadata") or {}).get("name", "")
     try:
         config = yaml.safe_load((service.get("spec") or {}).get("serveConfigV2") or "") or {}
         route = (config.get("applications") or [{}])[0].get("route_prefix") or "/"
     except (yaml.YAMLError, AttributeError, IndexError):
         route = "/"
-    return f"http://{name}-serve-svc.{namespace}.svc:{c.RAY_SERVE_PORT}{route}"
+    return f"{name}-serve-svc", c.RAY_SERVE_PORT, route
+
+
+def serve_url(service: dict[str, Any]) -> str:
+    """The in-cluster URL of a RayService's application: its serve Service, port and route."""
+    namespace = (service.get("metadata") or {}).get("namespace", "default")
+    name, port, route = serve_endpoint(service)
+    return f"http://{name}.{namespace}.svc:{port}{route}"
 
 
 # --- RayCluster: readiness from the live HeadPodReady condition, not the sticky status.state ----

@@ -65,6 +65,20 @@ class CacheRecord(TypedDict):
     inputs: dict[str, int]  # dependency -> the run whose outputs it read
 
 
+class ServingStatus(TypedDict):
+    """A serve step's RayService that serves a model (status.serving): its endpoint and which
+    run's model answers there. Kept across runs until the RayService is deleted."""
+
+    step: str
+    rayService: str
+    service: str  # KubeRay's serve Service, `<rayService>-serve-svc`
+    port: int
+    route: str
+    url: str
+    liveRun: int  # the run whose model is live (a newer run's shows once it serves)
+    since: str  # when that run's model started serving
+
+
 class Condition(TypedDict):
     """A metav1.Condition."""
 
@@ -93,5 +107,6 @@ class MLJobStatus(TypedDict, total=False):
     message: str
     steps: list[StepStatus]
     rayCluster: SharedClusterStatus
+    serving: list[ServingStatus]
     conditions: list[Condition]
     cache: list[CacheRecord]

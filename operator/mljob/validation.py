@@ -88,6 +88,7 @@ SERVE_DEPLOYMENT_FIELDS = frozenset({"name", "numReplicas", "numCpus", "numGpus"
 SERVE_SMOKE_FIELDS = frozenset({"path", "method", "json", "body"})
 SMOKE_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 ENGINE_KEYS = ("spark", "ray", "serve")
+_RUN_LIKE_SUFFIX = re.compile(r"-(r[0-9]+|a[0-9]+|ray)$")
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*[:.][A-Za-z_]\w*$")
 SPARK_CONF_HINT = {
     "serviceAccountName": "use spark.serviceAccount",
@@ -274,6 +275,10 @@ def _check_step(step: Obj, path: str, earlier_names: list[Any], spec: Obj) -> It
         yield from _check_ray_step(step["ray"], f"{path}.ray", spec)
     else:
         yield from _check_serve(step["serve"], f"{path}.serve", spec)
+        if isinstance(name, str) and _RUN_LIKE_SUFFIX.search(name):
+            # The RayService is `<mljob>-<step>` (naming.py): a name ending like a run's child
+            # (`-r1`, `-a2`) or a shared cluster (`-ray`) could share KubeRay's `-head-svc`.
+            yield f"{path}.name: a serve step's name must not end in -r<N>, -a<N> or -ray: {name!r}"
 
 
 def _check_cache_fields(step: Obj, path: str) -> Iterator[str]:
@@ -367,6 +372,7 @@ def _check_spark(spark: Any, path: str, spec: Obj) -> Iterator[str]:
     if spark.get("type", "Python") not in SPARK_TYPES:
         yield f"{path}.type: must be one of {', '.join(SPARK_TYPES)}, got {spark.get('type')!r}"
     yield from _require_string(spark, "mainApplicationFile", path, "e.g. local:///app/etl.py")
+    yield from _check_application_file(spark.get("mainApplicationFile"), path)
     yield from _require_string(spark, "sparkVersion", path, 'quoted, e.g. "4.0.1"')
     yield from _require_image(spark, path, spec)
     for key in ("mainClass", "serviceAccount"):
@@ -386,6 +392,19 @@ def _check_spark(spark: Any, path: str, spec: Obj) -> Iterator[str]:
     yield from _check_int(executor, "instances", f"{path}.executor", 1, None)
     yield from _check_type(spark, "volumes", list, path)
     yield from _check_type(spark, "template", dict, path)
+
+
+def _check_application_file(value: Any, path: str) -> Iterator[str]:
+    """A scheme spark-submit can reach from a cluster: local:// (in the image) or a remote one.
+    Local mode needs it too: its path rule maps local:///app/... to the project's files."""
+    if not isinstance(value, str) or not value:
+        return
+    if not _SCHEME.match(value) or _FILE_SCHEME.match(value):
+        yield (
+            f"{path}.mainApplicationFile: {value!r} has no scheme spark-submit can use on a "
+            "cluster (it would upload it from the Spark operator's pod); use local:///path for "
+            "a file in the image, or s3a://bucket/path for one in storage"
+        )
 
 
 def spark_application_errors(app: Obj, path: str) -> Iterator[str]:
@@ -604,6 +623,15 @@ def ray_service_errors(service: Obj, path: str) -> Iterator[str]:
     if not spec.get("rayClusterConfig"):
         yield f"{path}.template: removes rayClusterConfig, which RayService requires"
         return
+    upgrade = (spec.get("upgradeStrategy") or {}).get("type")
+    if upgrade != builders.RAY_SERVICE_UPGRADE:
+        # A later run updates the RayService in place; only a NewCluster upgrade tells when the
+        # new version serves (KubeRay promotes the new cluster); None would change the live
+        # cluster's applications in place, with no signal of which version answers.
+        yield (
+            f"{path}.template: upgradeStrategy.type must stay {builders.RAY_SERVICE_UPGRADE} "
+            f"(a new run's model is rolled out on a new cluster), got {upgrade!r}"
+        )
     yield from ray_cluster_spec_errors(spec["rayClusterConfig"], f"{path}.rayClusterConfig")
 
 

@@ -88,7 +88,8 @@ the per-namespace Roles (watchNamespaces).
 - apiGroups: [ray.io]
   resources: [rayclusters]
   verbs: [get, list, watch, create, delete, patch]
-# Serve steps' RayServices (created; deleted when a newer run's serves or an attempt failed).
+# Serve steps' RayServices: created, read and JSON-patched in place by a later run (its spec,
+# labels and annotations), deleted when the step leaves the spec or a first deployment failed.
 - apiGroups: [ray.io]
   resources: [rayservices]
   verbs: [get, list, watch, create, delete, patch]

@@ -150,6 +150,16 @@ BAD_MANIFESTS: list[tuple[str, Any, str]] = [
         "mainApplicationFile: required",
     ),
     (
+        "spark-file-no-scheme",
+        _with("spec.steps.0.spark.mainApplicationFile", "/app/etl.py"),
+        "spark.mainApplicationFile: '/app/etl.py' has no scheme",
+    ),
+    (
+        "spark-file-file-scheme",
+        _with("spec.steps.0.spark.mainApplicationFile", "file:///app/etl.py"),
+        "use local:///path for a file in the image",
+    ),
+    (
         "spark-no-version",
         _with("spec.steps.0.spark.sparkVersion", _DELETE),
         "spark.sparkVersion: required",
@@ -561,6 +571,55 @@ BAD_MANIFESTS += [
         "smoke-get-with-body",
         serve_mljob(method="GET", json={"a": 1}),
         "serve.smoke.method: a GET request sends no json or body",
+    ),
+]
+
+# The cache and declared outputs (issue 13; docs/lifecycle.md).
+BAD_MANIFESTS += [
+    (
+        "cache-not-bool",
+        _with("spec.steps.0.cache", "yes"),
+        "spec.steps[0].cache: must be true or false, got str",
+    ),
+    (
+        "cache-key-number",
+        _with("spec.steps.0.cacheKey", 20260102),
+        "spec.steps[0].cacheKey: must be a string of at most 253 characters",
+    ),
+    (
+        "cache-key-too-long",
+        _with("spec.steps.0.cacheKey", "d" * 254),
+        "spec.steps[0].cacheKey: must be a string of at most 253 characters",
+    ),
+    (
+        "outputs-not-list",
+        _with("spec.steps.0.outputs", "features/"),
+        "spec.steps[0].outputs: must be a list of at most 20 relative paths",
+    ),
+    (
+        "output-absolute",
+        _with("spec.steps.0.outputs", ["features/", "/etc/passwd"]),
+        "spec.steps[0].outputs[1]: '/etc/passwd' must be a relative path",
+    ),
+    (
+        "output-dot-dot",
+        _with("spec.steps.0.outputs", ["../other-run/model.json"]),
+        "spec.steps[0].outputs[0]: '../other-run/model.json' must be a relative path",
+    ),
+    (
+        "output-duplicate",
+        _with("spec.steps.0.outputs", ["model.json", "model.json"]),
+        "spec.steps[0].outputs[1]: duplicate output 'model.json'",
+    ),
+    (
+        "env-input-reserved",
+        _with("spec.env", [{"name": "MLJOB_INPUT_PREPARE", "value": "s3a://elsewhere"}]),
+        "spec.env[0].name: MLJOB_INPUT_PREPARE is set by the operator",
+    ),
+    (
+        "env-output-reserved",
+        _with("spec.steps.1.ray.runtimeEnv", {"env_vars": {"MLJOB_OUTPUT_PATH": "/tmp"}}),
+        "runtimeEnv.env_vars.MLJOB_OUTPUT_PATH: set by the operator",
     ),
 ]
 
