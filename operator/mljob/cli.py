@@ -168,7 +168,12 @@ def check_webhook_certificate(cert: str, key: str) -> None:
 
 def cmd_operator(args: argparse.Namespace) -> int:
     from mljob.serve import ServeOptions, WebhookOptions, serve
+    from mljob.sharding import Shard, ShardError
 
+    try:
+        shard = Shard(_env_int(args.shard, "MLJOB_SHARD"), _env_int(args.shards, "MLJOB_SHARDS"))
+    except ShardError as e:
+        raise UserError(str(e)) from e
     webhook = None
     if args.webhook_port:
         check_webhook_certificate(args.webhook_cert, args.webhook_key)
@@ -185,9 +190,24 @@ def cmd_operator(args: argparse.Namespace) -> int:
             verbose=args.verbose,
             metrics_port=args.metrics_port,
             webhook=webhook,
+            shard=shard,
         )
     )
     return 0
+
+
+def _env_int(value: int | None, variable: str) -> int:
+    """An option's value, else the environment variable's (the chart sets them), else the
+    default of a single shard (index 0 of 1)."""
+    if value is not None:
+        return value
+    raw = os.environ.get(variable)
+    if raw is None or raw == "":
+        return 1 if variable == "MLJOB_SHARDS" else 0
+    try:
+        return int(raw)
+    except ValueError:
+        raise UserError(f"${variable}: must be an integer, got {raw!r}") from None
 
 
 DEV_CLUSTER_INSTALL = "pip install 'mljob-operator[dev-cluster]'"
@@ -320,6 +340,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     operator.add_argument("--peering", help="kopf peering name, for more than one replica")
     operator.add_argument("--priority", type=int, default=0, help="peering priority")
+    operator.add_argument(
+        "--shards",
+        type=int,
+        help="run as one of N shards, each owning a stable share of the MLJobs by a hash of "
+        "namespace/name (default: $MLJOB_SHARDS or 1; docs/scaling.md)",
+    )
+    operator.add_argument(
+        "--shard",
+        type=int,
+        help="this process's shard, 0 to N-1 (default: $MLJOB_SHARD or 0); with --peering, "
+        "the replicas of one shard share the peering <peering>-shard-<i>",
+    )
     operator.add_argument(
         "--liveness",
         default="http://0.0.0.0:8081/healthz",

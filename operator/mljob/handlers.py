@@ -26,7 +26,7 @@ from typing import Any
 import kopf
 
 from mljob import constants as c
-from mljob import expectations, kinds, kube, metrics, schemas
+from mljob import expectations, kinds, kube, metrics, schemas, sharding
 from mljob.expectations import Created, Key
 from mljob.planner import (
     Create,
@@ -89,7 +89,21 @@ def _slim(body: kopf.Body) -> Obj:
     }
 
 
-@kopf.index(c.GROUP, c.VERSION, c.PLURAL)
+# --- sharding: with `mljob operator --shards N`, this process sees only its share --------------
+def _owned_mljob(namespace: str | None, name: str | None, **_: Any) -> bool:
+    """kopf `when=` filter of every MLJob handler and index: only the MLJobs of this process's
+    shard (mljob.sharding) are indexed, reconciled, resynced, written. kopf itself writes nothing
+    on an MLJob (no annotation, no finalizer: only index and event handlers), so a shard never
+    touches another shard's MLJobs."""
+    return sharding.owns(namespace, name)
+
+
+def _owned_child(namespace: str | None, labels: kopf.Labels, **_: Any) -> bool:
+    """The same for children: the shard of their owner MLJob (label mljob.io/name)."""
+    return sharding.owns(namespace, labels.get(c.LABEL_NAME))
+
+
+@kopf.index(c.GROUP, c.VERSION, c.PLURAL, when=_owned_mljob)
 def mljobs(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, Obj]:
     return {(namespace, name): copy.deepcopy(dict(body))}
 
@@ -155,7 +169,7 @@ async def _resync_forever() -> None:
 
 
 # --- events ---
-@kopf.on.event(c.GROUP, c.VERSION, c.PLURAL)
+@kopf.on.event(c.GROUP, c.VERSION, c.PLURAL, when=_owned_mljob)
 async def mljob_event(
     type: str | None, namespace: str, name: str, body: kopf.Body, **_: Any
 ) -> None:
@@ -191,8 +205,10 @@ def _is_terminal(body: kopf.Body) -> bool:
 # One index and one event handler per child kind, all alike (ids: `<plural>_children`, the
 # index's keyword name, and `<plural>_event`).
 for _kind, _index_id in zip(kinds.CHILD_KINDS, CHILD_INDEXES, strict=True):
-    kopf.index(*_kind.resource, labels=OWNED, id=_index_id)(_index_children)
-    kopf.on.event(*_kind.resource, labels=OWNED, id=f"{_kind.plural}_event")(_child_event)
+    kopf.index(*_kind.resource, labels=OWNED, when=_owned_child, id=_index_id)(_index_children)
+    kopf.on.event(*_kind.resource, labels=OWNED, when=_owned_child, id=f"{_kind.plural}_event")(
+        _child_event
+    )
 
 
 # --- reconcile ---

@@ -23,7 +23,7 @@ from typing import Any
 import kopf
 
 from mljob import constants as c
-from mljob import kube, metrics, schedule
+from mljob import kube, metrics, schedule, sharding
 from mljob.expectations import newer
 from mljob.planner import status_patch
 
@@ -79,12 +79,23 @@ def _slim_run(body: kopf.Body) -> Obj:
     }
 
 
-@kopf.index(*schedule.RESOURCE)
+def _owned_schedule(namespace: str | None, name: str | None, **_: Any) -> bool:
+    """kopf `when=` filter: only the ScheduledMLJobs of this process's shard (mljob.sharding)."""
+    return sharding.owns(namespace, name)
+
+
+def _owned_run(namespace: str | None, labels: kopf.Labels, **_: Any) -> bool:
+    """A run (an MLJob) counts for the shard of its ScheduledMLJob here; as an MLJob it is
+    reconciled by its own shard (mljob.handlers)."""
+    return sharding.owns(namespace, labels.get(schedule.LABEL_SCHEDULE))
+
+
+@kopf.index(*schedule.RESOURCE, when=_owned_schedule)
 def scheduledmljobs(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, Obj]:
     return {(namespace, name): copy.deepcopy(dict(body))}
 
 
-@kopf.index(*MLJOBS, labels=SCHEDULED)
+@kopf.index(*MLJOBS, labels=SCHEDULED, when=_owned_run)
 def scheduled_runs(
     namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any
 ) -> dict[Key, Obj]:
@@ -119,7 +130,7 @@ async def _resync_forever() -> None:
                 logger.exception("resync of ScheduledMLJob %s/%s failed", *key)
 
 
-@kopf.on.event(*schedule.RESOURCE)
+@kopf.on.event(*schedule.RESOURCE, when=_owned_schedule)
 async def scheduled_event(
     type: str | None, namespace: str, name: str, body: kopf.Body, **_: Any
 ) -> None:
@@ -135,7 +146,7 @@ async def scheduled_event(
     await reconcile(namespace, name)
 
 
-@kopf.on.event(*MLJOBS, labels=SCHEDULED, id="scheduled_run_event")
+@kopf.on.event(*MLJOBS, labels=SCHEDULED, when=_owned_run, id="scheduled_run_event")
 async def scheduled_run_event(namespace: str, labels: kopf.Labels, **_: Any) -> None:
     await reconcile(namespace, labels[schedule.LABEL_SCHEDULE])
 

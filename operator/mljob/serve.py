@@ -12,6 +12,8 @@ import kopf
 # is not re-exported at the top level (kopf < 2 pinned in pyproject.toml).
 from kopf._cogs.structs.references import Insights
 
+from mljob import sharding
+
 LOG_FORMATS = {
     "plain": kopf.LogFormat.PLAIN,
     "full": kopf.LogFormat.FULL,
@@ -30,6 +32,9 @@ class ServeOptions:
     verbose: bool = False
     metrics_port: int = 8080  # Prometheus /metrics on all interfaces; 0: off
     webhook: WebhookOptions | None = None  # serve the validating admission webhook
+    # This process's share of the MLJobs and ScheduledMLJobs (--shard/--shards; docs/scaling.md):
+    # with peering, the shard's own peering `<peering>-shard-<i>` elects its active replica.
+    shard: sharding.Shard = field(default_factory=sharding.Shard)
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,11 @@ def serve(options: ServeOptions) -> None:
     import mljob.handlers
     import mljob.schedule_handlers  # noqa: F401
 
+    # Before kopf starts: its filters ask the shard from the first event on.
+    sharding.configure(options.shard)
     kopf.configure(verbose=options.verbose, log_format=LOG_FORMATS[options.log_format])
+    if options.shard.count > 1:
+        logging.getLogger("mljob").info("serving %s of the MLJobs", options.shard)
     # kopf logs every handled event at INFO; the operator's own lines tell the story.
     if not options.verbose:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
@@ -60,7 +69,7 @@ def serve(options: ServeOptions) -> None:
         clusterwide=not options.namespaces,
         namespaces=list(options.namespaces),
         standalone=options.peering is None,
-        peering_name=options.peering,
+        peering_name=options.shard.peering_name(options.peering) if options.peering else None,
         priority=options.priority,
         liveness_endpoint=options.liveness,
         insights=insights,
