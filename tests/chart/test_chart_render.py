@@ -230,6 +230,70 @@ def test_two_replicas_namespaced_use_a_kopfpeering_per_namespace():
         assert ("kopf.dev", "clusterkopfpeerings") not in rules
 
 
+def test_shards_are_one_workload_each_with_its_own_peering():
+    from mljob.sharding import Shard
+
+    objects = render({"shards": "3", "replicaCount": "2"})
+    workloads = find(objects, "StatefulSet")
+    assert [w["metadata"]["name"] for w in workloads] == [
+        f"mljob-mljob-operator-shard-{i}" for i in range(3)
+    ]
+    peerings = sorted(p["metadata"]["name"] for p in find(objects, "ClusterKopfPeering"))
+    for i, workload in enumerate(workloads):
+        pod = workload["spec"]["template"]
+        assert workload["spec"]["replicas"] == 2
+        assert workload["spec"]["selector"]["matchLabels"]["mljob.io/shard"] == str(i)
+        assert pod["metadata"]["labels"]["mljob.io/shard"] == str(i)
+        (operator,) = pod["spec"]["containers"]
+        args = operator["args"]
+        assert [f"--shard={i}", "--shards=3"] == [a for a in args if a.startswith("--shard")]
+        assert "--peering=mljob-mljob-operator" in args and "--priority=$(POD_INDEX)" in args
+        # the peering the operator joins (mljob.sharding) is one the chart creates
+        assert Shard(i, 3).peering_name("mljob-mljob-operator") == peerings[i]
+    # Each shard's selector picks its own pods only.
+    for workload in workloads:
+        selector = workload["spec"]["selector"]["matchLabels"].items()
+        picked = [
+            w for w in workloads if selector <= w["spec"]["template"]["metadata"]["labels"].items()
+        ]
+        assert picked == [workload]
+
+
+def test_shards_with_one_replica_each_run_standalone():
+    objects = render({"shards": "2", "watchNamespaces": "{a}"})
+    deployments = find(objects, "Deployment")
+    assert [d["metadata"]["name"] for d in deployments] == [
+        "mljob-mljob-operator-shard-0",
+        "mljob-mljob-operator-shard-1",
+    ]
+    for i, deployment in enumerate(deployments):
+        (operator,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert f"--shard={i}" in operator["args"] and "--shards=2" in operator["args"]
+        assert not [a for a in operator["args"] if a.startswith("--peering")]
+    assert not find(objects, "KopfPeering") and not find(objects, "StatefulSet")
+
+
+def test_namespaced_shards_get_a_kopfpeering_per_shard_and_namespace():
+    objects = render({"shards": "2", "replicaCount": "2", "watchNamespaces": "{a,b}"})
+    assert sorted(
+        (p["metadata"]["namespace"], p["metadata"]["name"]) for p in find(objects, "KopfPeering")
+    ) == [(ns, f"mljob-mljob-operator-shard-{i}") for ns in ("a", "b") for i in range(2)]
+
+
+def test_pod_disruption_budget_per_shard():
+    objects = render({"podDisruptionBudget.enabled": "true", "replicaCount": "2", "shards": "2"})
+    budgets = find(objects, "PodDisruptionBudget")
+    workloads = find(objects, "StatefulSet")
+    assert len(budgets) == 2
+    for budget, workload in zip(budgets, workloads, strict=True):
+        labels = workload["spec"]["template"]["metadata"]["labels"].items()
+        assert budget["spec"]["selector"]["matchLabels"].items() <= labels
+        other = next(w for w in workloads if w is not workload)
+        assert not budget["spec"]["selector"]["matchLabels"].items() <= (
+            other["spec"]["template"]["metadata"]["labels"].items()
+        )
+
+
 def test_service_monitor_selects_the_metrics_service():
     objects = render(
         {"metrics.serviceMonitor.enabled": "true", "metrics.serviceMonitor.labels.release": "prom"}
@@ -271,6 +335,8 @@ def test_image_tag_and_digest_overrides():
     [
         (["--set", "replicaCount=two"], "/replicaCount"),
         (["--set", "replicaCount=0"], "/replicaCount"),
+        (["--set", "shards=0"], "/shards"),
+        (["--set", "shards=many"], "/shards"),
         (["--set", "replicaSount=2"], "additional properties 'replicaSount'"),
         (["--set", "image.tagg=1"], "additional properties 'tagg'"),
         (["--set", "image.pullPolicy=Sometimes"], "/image/pullPolicy"),

@@ -54,6 +54,19 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (include "mljob-operator.fullname" .) .Values.peering.name }}
 {{- end }}
 
+{{/* The kopf peering names: one per shard (the operator joins <peeringName>-shard-<i> when
+given --shard i of N > 1), else the one peeringName. */}}
+{{- define "mljob-operator.peeringNames" -}}
+{{- $base := include "mljob-operator.peeringName" . }}
+{{- if gt (int .Values.shards) 1 }}
+{{- range $shard := until (int .Values.shards) }}
+- {{ $base }}-shard-{{ $shard }}
+{{- end }}
+{{- else }}
+- {{ $base }}
+{{- end }}
+{{- end }}
+
 {{/* Whether the operator runs with kopf peering (active/standby replicas). */}}
 {{- define "mljob-operator.peering" -}}
 {{- if gt (int .Values.replicaCount) 1 }}true{{ end }}
