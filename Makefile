@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 example: $(STAMP)
-	$(BIN)/mljob run examples/churn/mljob.yaml --local
+	$(BIN)/mljob run examples/churn/mljob.yaml --local --exit-after-smoke
 
 binaries: $(STAMP)
 	$(BIN)/python -m mljob.testing.binaries --helm --e2e

@@ -45,10 +45,11 @@ def template_heavy_variant(tmp_path: Path) -> Path:
 
 
 VARIANTS = {
-    "example": (lambda _: EXAMPLE, ["RayJob", "RayJob", "SparkApplication"]),
+    # The example's serve step is a RayService (it keeps its own cluster with a shared one).
+    "example": (lambda _: EXAMPLE, ["RayJob", "RayJob", "RayService", "SparkApplication"]),
     "shared-cluster": (
         shared_cluster_variant,
-        ["RayCluster", "RayJob", "RayJob", "SparkApplication"],
+        ["RayCluster", "RayJob", "RayJob", "RayService", "SparkApplication"],
     ),
     "template-heavy": (
         template_heavy_variant,

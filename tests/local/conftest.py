@@ -16,12 +16,16 @@ EXAMPLE = REPO / "examples" / "churn"
 SMALL_ROWS = "20000"
 
 
-def small_example(tmp_path: Path, *, break_step: str | None = None) -> Path:
+def small_example(tmp_path: Path, *, break_step: str | None = None, serve: bool = False) -> Path:
     """The example manifest with little data and few rounds, written next to copies of its
-    programs; `break_step` gets an entrypoint/main file that fails."""
+    programs; `break_step` gets an entrypoint/main file that fails. Without `serve` the serve
+    step is left out: a run of the whole example serves until Ctrl-C (unless exit_after_smoke),
+    and only tests of serving need its time."""
     app = tmp_path / "app"
     shutil.copytree(EXAMPLE, app, ignore=shutil.ignore_patterns("mljob-runs", "__pycache__"))
     mljob = yaml.safe_load((EXAMPLE / "mljob.yaml").read_text())
+    if not serve:
+        mljob["spec"]["steps"] = [s for s in mljob["spec"]["steps"] if "serve" not in s]
     steps = {s["name"]: s for s in mljob["spec"]["steps"]}
     steps["prepare"]["spark"]["arguments"] = ["--rows", SMALL_ROWS]
     steps["train"]["ray"]["entrypoint"] = "python /app/train.py --workers 2 --rounds 40"

@@ -55,12 +55,14 @@ def test_render_prints_the_builders_objects(capsys: pytest.CaptureFixture[str]) 
     documents = list(yaml.safe_load_all(capsys.readouterr().out))
     mljob = yaml.safe_load(Path(MANIFEST).read_text())
     mljob["metadata"].update(namespace="team-a", uid=uid)
-    spark_step, train_step, evaluate_step = mljob["spec"]["steps"]
+    spark_step, train_step, evaluate_step, serve_step = mljob["spec"]["steps"]
     assert documents == [
         builders.build_spark_application(mljob, spark_step, 1, 1),
         builders.build_ray_job(mljob, train_step, 1, 1),
         builders.build_ray_job(mljob, evaluate_step, 1, 1),
+        builders.build_step_child(mljob, serve_step, 1, 1),
     ]
+    assert documents[-1]["kind"] == "RayService"
 
 
 def test_render_refuses_an_invalid_manifest(
