@@ -162,8 +162,10 @@ def _is_noise(line: str) -> bool:
 
 def _java_cause(lines: list[str]) -> tuple[int, str]:
     """(line index, text) of the most specific exception of the last Java trace: the deepest
-    `Caused by:`, or a shallower one whose message contains it and says more ("Connection
-    refused: /10.0.0.1:443" rather than a bare "Connection refused")."""
+    `Caused by:`, or, walking up from it while each parent's message contains its cause's, the
+    last such parent ("Connection refused: /10.0.0.1:443" rather than a bare "Connection
+    refused"; of wrappers repeating one message, the outermost: java.io.IOException rather than
+    Netty's AnnotatedConnectException)."""
     chain: list[tuple[int, str, str]] = []
     for index, line in enumerate(lines):
         match = None if line[:1].isspace() else _JAVA_EXCEPTION.match(line)
