@@ -32,17 +32,28 @@ class UserError(Exception):
     """Printed as one line (no traceback), exit code 2."""
 
 
-def load_manifest(path: str) -> Obj:
-    """The MLJob in the file (every command reads files through mljob.manifests)."""
+def load_manifest(path: str, kinds: tuple[str, ...] = (c.KIND,)) -> Obj:
+    """The MLJob in the file (every command reads files through mljob.manifests); `kinds`
+    says which other kinds the command takes."""
     from mljob.manifests import ManifestError, read_mljob
 
     try:
-        return read_mljob(path)
+        return read_mljob(path, kinds)
     except ManifestError as e:
         raise UserError(str(e)) from e
 
 
+SCHEDULED_KIND = "ScheduledMLJob"  # mljob.schedule.KIND (imported lazily: cronsim, tzdata)
+BOTH_KINDS = (c.KIND, SCHEDULED_KIND)  # what `mljob validate` and `mljob render` read
+
+
 def validation_errors(mljob: Obj) -> list[str]:
+    """The operator's messages: validate() for an MLJob, validate_scheduled() (the webhook's:
+    the cron, the time zone, and the template as the MLJob a firing creates) for a schedule."""
+    if mljob.get("kind") == SCHEDULED_KIND:
+        from mljob.schedule import validate_scheduled
+
+        return validate_scheduled(mljob)
     from mljob.validation import validate
 
     return validate(mljob)
@@ -68,7 +79,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    errors = validation_errors(load_manifest(args.file))
+    errors = validation_errors(load_manifest(args.file, BOTH_KINDS))
     for error in errors:
         print(f"{args.file}: {error}", file=sys.stderr)
     if not errors:
@@ -87,15 +98,43 @@ def rendered_children(mljob: Obj, run: int) -> list[Obj]:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    mljob = load_manifest(args.file)
+    mljob = load_manifest(args.file, BOTH_KINDS)
     errors = validation_errors(mljob)
     if errors:
         raise UserError(f"{args.file} is invalid: " + "; ".join(errors))
     if args.namespace:
         mljob["metadata"]["namespace"] = args.namespace
     mljob["metadata"].setdefault("uid", args.uid)
+    if mljob["kind"] == SCHEDULED_KIND:
+        print(yaml.safe_dump(scheduled_run(mljob, args.at), sort_keys=False), end="")
+        return 0
     print(yaml.safe_dump_all(rendered_children(mljob, args.run), sort_keys=False), end="")
     return 0
+
+
+def scheduled_run(scheduled: Obj, at: str | None) -> Obj:
+    """The MLJob the schedule's firing at `at` (RFC 3339; default: its next firing from now)
+    creates, as the operator creates it (render that file again for its children)."""
+    from datetime import UTC, datetime
+
+    from mljob import schedule
+
+    if at:
+        try:
+            firing = datetime.fromisoformat(at.replace("Z", "+00:00"))
+        except ValueError:
+            raise UserError(
+                f"--at {at!r}: not an RFC 3339 time, e.g. 2026-01-02T01:00:00Z"
+            ) from None
+        if firing.tzinfo is None:
+            raise UserError(f"--at {at!r}: give a time zone, e.g. 2026-01-02T01:00:00Z")
+    else:
+        cron = schedule.parse_cron(scheduled["spec"]["schedule"], scheduled["spec"].get("timeZone"))
+        next_firing = cron.next_after(datetime.now(UTC))
+        if next_firing is None:
+            raise UserError(f"{scheduled['metadata']['name']}: the schedule never fires again")
+        firing = next_firing
+    return schedule.build_run(scheduled, firing.astimezone(UTC))
 
 
 def step_rows(mljob: Obj) -> list[tuple[str, ...]]:
@@ -288,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate = add(
         "validate",
         cmd_validate,
-        "check an MLJob with the operator's validation",
+        "check an MLJob (or a ScheduledMLJob and its template) with the operator's validation",
         "mljob validate examples/churn/mljob.yaml",
     )
     validate.add_argument("file")
@@ -296,12 +335,17 @@ def build_parser() -> argparse.ArgumentParser:
     render = add(
         "render",
         cmd_render,
-        "print the SparkApplication/RayJob/RayCluster objects the operator would create",
+        "print the SparkApplication/RayJob/RayCluster objects the operator would create "
+        "(for a ScheduledMLJob: the MLJob one firing creates)",
         "mljob render examples/churn/mljob.yaml -n team-a > children.yaml",
     )
     render.add_argument("file")
     render.add_argument("-n", "--namespace", help="namespace (default: the manifest's, or default)")
     render.add_argument("--run", type=int, default=1, help="run number (default: 1)")
+    render.add_argument(
+        "--at",
+        help="ScheduledMLJob only: the firing to render, RFC 3339 (default: the next one)",
+    )
     render.add_argument(
         "--uid",
         default=PLACEHOLDER_UID,

@@ -34,10 +34,11 @@ class ManifestError(ValueError):
     """What is wrong with a manifest file: one line that starts with the file's name."""
 
 
-def read_mljob(path: str | os.PathLike[str]) -> Obj:
-    """The one MLJob in the file at `path`, or ManifestError saying what is wrong with it."""
+def read_mljob(path: str | os.PathLike[str], kinds: tuple[str, ...] = (c.KIND,)) -> Obj:
+    """The one MLJob in the file at `path`, or ManifestError saying what is wrong with it.
+    `kinds`: the kinds the command takes (`mljob validate` and `render` take ScheduledMLJob)."""
     shown = display_path(path)
-    return parse_mljob(_read_bytes(path, shown), shown)
+    return parse_mljob(_read_bytes(path, shown), shown, kinds)
 
 
 def display_path(path: str | os.PathLike[str]) -> str:
@@ -88,8 +89,9 @@ def _reason(error: OSError) -> str:
     return reason[:1].lower() + reason[1:]
 
 
-def parse_mljob(data: bytes, shown: str) -> Obj:
-    """The MLJob in `data` (a file's bytes), or ManifestError naming `shown`. Pure."""
+def parse_mljob(data: bytes, shown: str, kinds: tuple[str, ...] = (c.KIND,)) -> Obj:
+    """The MLJob (or another of `kinds`) in `data` (a file's bytes), or ManifestError naming
+    `shown`. Pure."""
     if not data:
         raise ManifestError(f"{shown}: empty file; expected one MLJob")
     if len(data) > MAX_BYTES:
@@ -121,11 +123,11 @@ def parse_mljob(data: bytes, shown: str) -> Obj:
             f"MLJob (apiVersion: {c.API_VERSION}, kind: {c.KIND}, metadata, spec)"
         )
     problems = [
-        f"{field} is {_short(document[field])}, expected {expected}"
+        f"{field} is {_short(document[field])}, expected {' or '.join(expected)}"
         if field in document
-        else f"no {field}, expected {field}: {expected}"
-        for field, expected in (("apiVersion", c.API_VERSION), ("kind", c.KIND))
-        if document.get(field) != expected
+        else f"no {field}, expected {field}: {' or '.join(expected)}"
+        for field, expected in (("apiVersion", (c.API_VERSION,)), ("kind", kinds))
+        if document.get(field) not in expected
     ]
     if problems:
         raise ManifestError(f"{shown}: " + "; ".join(problems))

@@ -285,6 +285,8 @@ def _check_cache_fields(step: Obj, path: str) -> Iterator[str]:
     """cache (bool), cacheKey (a string, part of the fingerprint) and outputs (paths relative to
     the step's output location, checked locally after the step; docs/lifecycle.md)."""
     yield from _check_type(step, "cache", bool, path)
+    if step.get("cache") is True and "serve" in step:
+        yield f"{path}.cache: a serve step is never cached (its RayService is what serves)"
     key = step.get("cacheKey")
     if key is not None and (not isinstance(key, str) or len(key) > c.MAX_CACHE_KEY):
         yield f"{path}.cacheKey: must be a string of at most {c.MAX_CACHE_KEY} characters"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ RAY_TOKEN_AUTH_SINCE = (2, 52)
 SPARK_LOCAL_ENV = {"SPARK_LOCAL_IP": LOOPBACK}
 SPARK_LOOPBACK_CONF = {"spark.driver.bindAddress": LOOPBACK, "spark.driver.host": LOOPBACK}
 LOG_DIR_NAME = "_logs"  # leading underscore: Spark and Ray Data readers skip it
+CACHE_FILE_NAME = "cache.json"  # next to the run-<n> folders (docs/local-mode.md)
 SPARK_ENGINE = "spark"
 SERVE_ENGINE = "serve"  # Ray Serve on the run's local Ray (mljob.local.serving)
 RAY_ENGINE = "ray"
@@ -76,6 +77,19 @@ class RunLayout:
 
     def log_file(self, step_name: str) -> Path:
         return self.log_dir / f"{step_name}.log"
+
+    def run_dir(self, run: int) -> Path:
+        """Run `run`'s folder of the same MLJob (a cached step's outputs are in an older one)."""
+        return self.data_dir.parent / f"run-{run}"
+
+    def output_dir(self, step_name: str, run: int | None = None) -> Path:
+        """MLJOB_OUTPUT_PATH of the step in `run` (default this run)."""
+        return self.run_dir(self.run if run is None else run) / step_name
+
+    @property
+    def cache_file(self) -> Path:
+        """The local cache records of this MLJob, shared by its runs (mljob.fingerprint)."""
+        return self.data_dir.parent / CACHE_FILE_NAME
 
 
 # --- order ------------------------------------------------------------------------------------
@@ -160,6 +174,12 @@ def local_data_root(data_path: str | None, runs_dir: Path) -> Path:
     return runs_dir
 
 
+def missing_outputs(step: Obj, exists: Callable[[str], bool]) -> list[str]:
+    """The step's declared `outputs` (relative to its output folder) that `exists` says are
+    not there, in the order declared."""
+    return [o for o in step.get("outputs") or [] if not exists(o)]
+
+
 def run_folder(root: Path, mljob_name: str, run: int) -> Path:
     return root / mljob_name / f"run-{run}"
 
@@ -178,9 +198,12 @@ def to_local_path(value: str, app_dir: Path) -> str:
 
 
 # --- environment ------------------------------------------------------------------------------
-def step_env(mljob: Obj, step: Obj, layout: RunLayout) -> dict[str, str]:
+def step_env(
+    mljob: Obj, step: Obj, layout: RunLayout, inputs: Mapping[str, int] | None = None
+) -> dict[str, str]:
     """What the step sees on the cluster (pipeline env, step env, MLJOB_*), with the data path
-    mapped to the local folder."""
+    mapped to the local folder. `inputs`: per dependency, the run whose outputs it reads (a
+    cached one's are in an earlier run's folder; default this run's)."""
     if "spark" in step:
         own_env = builders.env_list_to_dict(step["spark"].get("env"))
     else:
@@ -188,6 +211,9 @@ def step_env(mljob: Obj, step: Obj, layout: RunLayout) -> dict[str, str]:
         own_env = (ray_or_serve.get("runtimeEnv") or {}).get("env_vars")
     env = builders.effective_env(mljob, layout.run, step["name"], own_env)
     env[c.ENV_DATA_PATH] = str(layout.data_dir)
+    if inputs is None:
+        inputs = {d: layout.run for d in dependencies(mljob["spec"]["steps"])[step["name"]]}
+    env.update(builders.io_env(lambda r: str(layout.run_dir(r)), layout.run, step["name"], inputs))
     if "ray" in step:  # the RayJob's runtimeEnv has it (builders._runtime_env_yaml)
         env[c.ENV_CHECKPOINT_PATH] = builders.checkpoint_path(str(layout.data_dir), step["name"])
     return env

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from mljob import planner
+from mljob import fingerprint, planner
 from mljob.local import plan, serving
 from mljob.local.errors import LocalRunError
 from mljob.local.processes import GroupProcess, log_tail
@@ -157,6 +157,10 @@ class PipelineRun:
         self.serve_port: int | None = None  # Serve's HTTP proxy, one per run (its first serve step)
         self.serve_apps: dict[str, serving.Obj] = {}  # step -> its Serve application, deployed
         self.started = time.monotonic()  # the run's start, for spec.activeDeadlineSeconds
+        # The cache (steps with `cache: true`; mljob.fingerprint, shared with the operator).
+        self.fingerprints = fingerprint.fingerprints(mljob["spec"])
+        self.cache = load_cache(layout.cache_file)
+        self.cached_from: dict[str, int] = {}  # step -> the earlier run whose outputs it reuses
         title = f"MLJob {self.name}, run {layout.run}: data and logs in {layout.data_dir}"
         self.view = LiveView(title, list(self.states.values()), out)
 
@@ -200,13 +204,58 @@ class PipelineRun:
         succeeded = [n for n, s in self.states.items() if s.status == SUCCEEDED]
         started = [n for n, s in self.states.items() if s.status != PENDING]
         for name in plan.ready_steps(self.deps, succeeded, started):
+            if self._cache_hit(name):
+                self._start_ready()  # the steps after it may be ready now
+                return
             if len(self.processes) >= self.max_parallel:
                 return
             self._start(name)
 
+    def _inputs(self, name: str) -> dict[str, int]:
+        return fingerprint.input_runs(self.deps[name], self.cached_from, self.layout.run)
+
+    def _cache_hit(self, name: str) -> bool:
+        """A `cache: true` step whose fingerprint and inputs match a step that succeeded in an
+        earlier local run, whose folder is still there: not run, succeeded from cache."""
+        if not self.steps[name].get("cache"):
+            return False
+        record = fingerprint.lookup(self.cache, name, self.fingerprints[name], self._inputs(name))
+        if record is None or not self.layout.run_dir(record["run"]).is_dir():
+            return False
+        state = self.states[name]
+        state.status, state.started = SUCCEEDED, time.monotonic()
+        state.finished = state.started
+        self.cached_from[name] = record["run"]
+        self.view.message(
+            f"Step {name} not run: the outputs of run {record['run']} are reused (cache), "
+            f"in {self.layout.output_dir(name, record['run'])}"
+        )
+        return True
+
+    def _succeeded(self, name: str, log_file: Path) -> bool:
+        """The attempt exited 0: the step succeeded if every declared output is there (else
+        the attempt failed, naming the first missing path); a `cache: true` step is recorded
+        in the cache. False when the step failed for good."""
+        out = self.layout.output_dir(name)
+        missing = plan.missing_outputs(self.steps[name], lambda o: (out / o).exists())
+        if missing:
+            why = f"exited 0 but did not write its declared output {out / missing[0]}"
+            return not self._attempt_failed(name, why, log_file)
+        self.states[name].status = SUCCEEDED
+        if self.steps[name].get("cache"):
+            record: fingerprint.CacheRecord = {
+                "step": name,
+                "fingerprint": self.fingerprints[name],
+                "run": self.layout.run,
+                "inputs": self._inputs(name),
+            }
+            self.cache = fingerprint.remember(self.cache, record)
+            save_cache(self.layout.cache_file, self.cache)
+        return True
+
     def _start(self, name: str) -> None:
         step, state = self.steps[name], self.states[name]
-        env = plan.step_env(self.mljob, step, self.layout)
+        env = plan.step_env(self.mljob, step, self.layout, self._inputs(name))
         if state.engine == plan.SPARK_ENGINE:
             command = plan.spark_command(self.name, step, self.layout, self.machine, spark_submit())
             env = {**os.environ, **env, **spark_process_env()}
@@ -342,7 +391,7 @@ class PipelineRun:
             state = self.states[name]
             state.finished, state.exit_code = time.monotonic(), code
             if code == 0:
-                state.status = SUCCEEDED
+                failed = not self._succeeded(name, process.log_file) or failed
             elif self._attempt_failed(name, f"exit code {code}", process.log_file):
                 failed = True
         return failed
@@ -406,6 +455,25 @@ class PipelineRun:
         if ok:
             print(metrics_summary(self.layout.data_dir), file=self.out, end="", flush=True)
         return 0 if ok else 1
+
+
+def load_cache(path: Path) -> list[fingerprint.CacheRecord]:
+    """The local cache records (none when the file is missing or unreadable: a miss is safe)."""
+    try:
+        records = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    keys = {"step", "fingerprint", "run", "inputs"}
+    if not isinstance(records, list):
+        return []
+    return [r for r in records if isinstance(r, dict) and keys <= r.keys()]
+
+
+def save_cache(path: Path, records: list[fingerprint.CacheRecord]) -> None:
+    """Write the records atomically (a run stopped mid-write leaves the previous file)."""
+    partial = path.with_suffix(".json.tmp")
+    partial.write_text(json.dumps(records, indent=1) + "\n")
+    partial.replace(path)
 
 
 def spark_home() -> Path:

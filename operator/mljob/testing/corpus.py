@@ -617,6 +617,11 @@ BAD_MANIFESTS += [
         "spec.env[0].name: MLJOB_INPUT_PREPARE is set by the operator",
     ),
     (
+        "cache-serve-step",
+        _with("spec.steps.2.cache", True, serve_mljob()),
+        "spec.steps[2].cache: a serve step is never cached",
+    ),
+    (
         "env-output-reserved",
         _with("spec.steps.1.ray.runtimeEnv", {"env_vars": {"MLJOB_OUTPUT_PATH": "/tmp"}}),
         "runtimeEnv.env_vars.MLJOB_OUTPUT_PATH: set by the operator",
