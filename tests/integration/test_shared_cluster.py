@@ -163,7 +163,10 @@ def test_an_eager_cluster_is_created_with_the_first_spark_step(api_client, names
     # Eager creates its cluster in the plan that creates the SparkApplication, ahead of it; the
     # OnDemand MLJob's waits for its Ray step, which waits for Spark.
     assert names(api_client, RAYCLUSTER, namespace) == ["warm-r1-ray"]
-    assert "RayClusterCreated" in mljob_events(api_client, namespace, "warm")
+    wait_for(  # kopf posts Events from a queue: after the status write, in its own time
+        lambda: "RayClusterCreated" in mljob_events(api_client, namespace, "warm"),
+        "the RayClusterCreated Event",
+    )
 
     finish_spark(api_client, namespace, "warm-prepare-r1")
     train = wait_named(api_client, RAYJOB, namespace, "warm-train-r1")
