@@ -127,6 +127,15 @@ def test_two_shards_never_share_an_mljob_and_a_killed_shard_fails_over(
         for name in names:
             assert f"{ns}/{name}: created RayJob {name}-train-r1" in logs[shard], name
             assert not acted_on(logs[1 - shard], ns, name), f"shard {1 - shard} acted on {name}"
-            assert "StepSucceeded" in mljob_events(api_client, ns, name)
-    assert reporters(api_client, ns, owned[0][0]) == {"shard0-active", "shard0-standby"}
+            # kopf posts Events from a queue, after the status write: wait for them
+            wait_for(
+                lambda n=name: "StepSucceeded" in mljob_events(api_client, ns, n),
+                f"{name}'s StepSucceeded Event",
+            )
+    wait_for(
+        lambda: reporters(api_client, ns, owned[0][0]) == {"shard0-active", "shard0-standby"},
+        "shard 0's Events from its active replica, then its standby",
+    )
+    for name in owned[1]:
+        assert reporters(api_client, ns, name) == {"shard1"}, name
     assert len(children(api_client, SPARK, ns)) == len(children(api_client, RAYJOB, ns)) == 6
