@@ -113,9 +113,9 @@ def _join(reason: str | None, message: str | None) -> str:
 # KubeRay's validation writes observedGeneration = metadata.generation in the same status write
 # as its decisions, so a spec change (a new run) is seen there together with the new pending
 # cluster and UpgradeInProgress True (the MLJob always asks for upgradeStrategy NewCluster).
-# Serving the current spec therefore means: observedGeneration is current, no pending cluster
-# and no UpgradeInProgress, Ready True (the serve Service has endpoints: NonZeroServeEndpoints)
-# and every application of the active cluster RUNNING.
+# Serving the current spec therefore means: observedGeneration is current, no UpgradeInProgress
+# (the new cluster was promoted), Ready True (the serve Service has endpoints:
+# NonZeroServeEndpoints) and every application of the active cluster RUNNING.
 # Failure: an application of the cluster being deployed (the pending one, else the active one)
 # DEPLOY_FAILED (Ray Serve gives up on it until the config changes; during an upgrade the
 # active cluster keeps serving the old version), Ready False with reason InitializingTimeout
@@ -179,17 +179,16 @@ def ray_service_state(service: dict[str, Any]) -> ChildState:
 
 def _serving(status: dict[str, Any], conditions: dict[Any, Any], upgrading: bool) -> bool:
     """The active cluster serves the current spec (observedGeneration checked by the caller)."""
-    active = status.get("activeServiceStatus") or {}
-    pending = status.get("pendingServiceStatus") or {}
-    apps = active.get("applicationStatuses") or {}
+    apps = (status.get("activeServiceStatus") or {}).get("applicationStatuses") or {}
     all_running = bool(apps) and all(
         (a or {}).get("status") == SERVE_APP_RUNNING for a in apps.values()
     )
     ready = (conditions.get("Ready") or {}).get("status") == "True" or (
         not conditions and status.get("serviceStatus") == "Running"  # KubeRay before v1.3
     )
-    promoted = bool(active.get("rayClusterName")) and not pending.get("rayClusterName")
-    return ready and all_running and promoted and not upgrading
+    # No pending cluster needs no check of its own: KubeRay sets UpgradeInProgress True while
+    # both exist, and before the first promotion the active cluster has no applications.
+    return ready and all_running and not upgrading
 
 
 def _serve_app_message(name: str, app: dict[str, Any]) -> str:

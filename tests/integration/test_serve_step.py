@@ -167,7 +167,8 @@ def test_a_failed_update_fails_the_step_and_leaves_the_old_version_live(api_clie
     )
     assert entry["attempts"] == 1  # no retry: the same spec would fail the same way
     assert job["status"]["serving"][0]["liveRun"] == 1  # run 1's model still answers
-    assert "StepFailed" in mljob_events(api_client, namespace, "f")
+    # the Event is posted after the status write that failed the step
+    wait_for(lambda: "StepFailed" in mljob_events(api_client, namespace, "f"), "a StepFailed Event")
     # the RayService stays (KubeRay keeps the active cluster serving run 1's model)
     assert rayservice(api_client, namespace, "f-serve")["metadata"]["labels"]["mljob.io/run"] == "2"
 

@@ -4,6 +4,8 @@
 --   phase Failed / condition Stalled=True                               -> Degraded (its message)
 --   phase Suspended (spec.suspend: true)                                -> Suspended
 --   phase Pending or Running, anything else                             -> Progressing
+-- Healthy and Degraded also name the models serve steps serve (status.serving): a failed run
+-- (a failed update included) leaves an older run's model live.
 -- Argo CD runs it in gopher-lua (Lua 5.1). It uses the base and table libraries only: no string
 -- library (no string.format, no ("..."):method()), only `..` to join text.
 
@@ -26,6 +28,22 @@ local function describe(status)
   end
   if status.currentStep ~= nil and status.currentStep ~= "" then
     text = text .. ", at " .. tostring(status.currentStep)
+  end
+  return text
+end
+
+-- "; step S serves run N's model at URL" per serving RayService (status.serving); with `older`,
+-- only those whose model is not the current run's.
+local function serving(status, older)
+  local text = ""
+  if status.serving == nil then
+    return text
+  end
+  for _, s in ipairs(status.serving) do
+    if not older or s.liveRun ~= status.run then
+      text = text .. "; step " .. tostring(s.step) .. " serves run " .. tostring(s.liveRun)
+      text = text .. "'s model at " .. tostring(s.url)
+    end
   end
   return text
 end
@@ -56,6 +74,7 @@ if status.phase == "Failed" or (stalled ~= nil and stalled.status == "True") the
   else
     hs.message = "MLJob failed"
   end
+  hs.message = hs.message .. serving(status, true)
   return hs
 end
 
@@ -65,6 +84,7 @@ if status.phase == "Succeeded" then
   if status.progress ~= nil then
     hs.message = hs.message .. " (" .. tostring(status.progress) .. " steps)"
   end
+  hs.message = hs.message .. serving(status, false)
   return hs
 end
 
