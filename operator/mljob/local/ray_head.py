@@ -62,8 +62,13 @@ class LocalRay:
             if self._process.exit_code() is not None:
                 break
             time.sleep(0.2)
-        tail = "\n".join(log_tail(self.log_file, 15))
-        raise LocalRunError(f"the local Ray instance did not start (log {self.log_file}):\n{tail}")
+        code = self._process.exit_code()
+        why = f"exit code {code}" if code is not None else f"not up in {START_TIMEOUT_SECONDS:g} s"
+        headline = f"the local Ray instance did not start ({why}; log {self.log_file})"
+        # The headline alone says it all when `ray start` died before writing anything (a crash
+        # on a bad RAY_* setting); else the log's end, where Ray says why.
+        tail = "\n".join(log_tail(self.log_file, 15)).strip("\n")
+        raise LocalRunError(f"{headline}:\n{tail}" if tail.strip() else headline)
 
     def stop(self) -> bool:
         """Stop the whole Ray instance and remove its folder (session files, the token); True
