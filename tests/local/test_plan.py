@@ -61,6 +61,7 @@ def test_step_env_is_the_cluster_env_with_a_local_data_path() -> None:
         "MLJOB_RUN": "4",
         "MLJOB_STEP": "t",
         "MLJOB_DATA_PATH": "/runs/x/run-4",
+        "MLJOB_OUTPUT_PATH": "/runs/x/run-4/t",
         "MLJOB_CHECKPOINT_PATH": "/runs/x/run-4/_checkpoints/t",
     }
     driver_env = plan.ray_driver_env(env, "127.0.0.1:6379")
