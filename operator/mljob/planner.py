@@ -530,7 +530,7 @@ def _start_runnable_steps(ctx: _Context, status: MLJobStatus) -> list[Action]:
             if builders.step_kind(step) == c.RAY_JOB_KIND and ctx.spec.get("rayCluster"):
                 actions += _ensure_shared_cluster(ctx, status)
             body = builders.build_step_child(view, step, ctx.run, entry["attempts"] + 1)
-            start = _start_serving(ctx, body, step["name"]) or Create(body, step["name"])
+            start = _start_serving(ctx, body, entry) or Create(body, step["name"])
             if isinstance(start, _Wait):
                 continue
             actions.append(start)
@@ -820,20 +820,20 @@ class _Wait:
     """Start nothing yet (the failed attempt's RayService of this run is still being deleted)."""
 
 
-def _start_serving(ctx: _Context, body: Obj, step: str) -> Create | Update | _Wait | None:
+def _start_serving(ctx: _Context, body: Obj, entry: StepStatus) -> Create | Update | _Wait | None:
     """How a serve step's attempt starts (None: not a serve step). Its RayService has one name:
-    created when there is none; updated in place when it holds an earlier run's spec (KubeRay
-    rolls the new one out on a new cluster while the old one keeps serving); nothing while the
-    failed attempt's RayService of this run is still there (the retry creates it afresh once
-    the watch has seen it go)."""
+    created when there is none; nothing while the failed attempt's RayService of this run is
+    still there (the retry creates it afresh once the watch has seen it go); else updated in
+    place: it holds an earlier run's spec (KubeRay rolls the new one out on a new cluster while
+    the old one keeps serving), or, after lost status writes, another attempt's of this run."""
     if body["kind"] != c.RAY_SERVICE_KIND:
         return None
     child = ctx.observed.get((c.RAY_SERVICE_KIND, body["metadata"]["name"]))
     if child is None:
-        return Create(body, step)
-    if _labels(child).get(c.LABEL_RUN) == str(ctx.run):
+        return Create(body, entry["name"])
+    if entry["attempts"] and _made_by(child, ctx.run, entry["attempts"]):
         return _Wait()
-    return Update(body, step)
+    return Update(body, entry["name"])
 
 
 def _labels(child: Obj) -> dict[str, str]:

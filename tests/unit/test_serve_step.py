@@ -526,3 +526,25 @@ def test_admission_asks_for_create_and_patch_of_rayservices() -> None:
 
     wanted = [str(p) for p in admission.child_permissions(mljob([serve_step()]))]
     assert wanted == ["create rayservices.ray.io", "patch rayservices.ray.io"]
+
+
+def test_another_attempts_rayservice_of_this_run_is_updated_not_waited_for() -> None:
+    """Status writes lost twice: the step's entry knows no attempt, yet attempt 2's RayService
+    of this run exists. Only the failed attempt's own RayService is waited for; this one gets
+    the new attempt's spec (waiting would wait for ever: nothing deletes it)."""
+    world = World(pipeline())
+    world.settle()
+    world.service["metadata"]["labels"][c.LABEL_ATTEMPT] = "2"
+    world.job["status"]["steps"][2] = {
+        "name": "serve",
+        "kind": "RayService",
+        "child": "",
+        "phase": c.PENDING,
+        "childState": "",
+        "attempts": 0,
+        "message": "",
+    }
+    result = world.plan()
+    assert _kinds(result.actions, planner.Update) == [("RayService", "churn-serve")]
+    assert result.status["steps"][2]["attempts"] == 1
+    assert world.service["metadata"]["labels"][c.LABEL_ATTEMPT] == "1"
