@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from mljob.local.runner import RunOptions, run_local
 
 from .conftest import small_example
 
-pytestmark = pytest.mark.needs_java
+# The whole example (Spark, Ray Train, Ray Data, Ray Serve) in one module fixture: more than the
+# suite's 600 s per test on a loaded 2-core machine (measured: > 600 s at load 36).
+pytestmark = [pytest.mark.needs_java, pytest.mark.timeout(1200)]
 
 
 @dataclass
@@ -26,10 +29,10 @@ class Finished:
 
 
 def run_example(tmp_path: Path, break_step: str | None = None) -> Finished:
-    manifest = small_example(tmp_path, break_step=break_step)
+    manifest = small_example(tmp_path, break_step=break_step, serve=True)
     out = io.StringIO()
     runs_dir = tmp_path / "runs"
-    options = RunOptions(runs_dir=runs_dir)
+    options = RunOptions(runs_dir=runs_dir, exit_after_smoke=True)  # as `make example`
     code = run_local(yaml.safe_load(manifest.read_text()), manifest, options, out=out)
     return Finished(code, out.getvalue(), runs_dir / "churn" / "run-1")
 
@@ -46,7 +49,8 @@ def failing_run(tmp_path_factory: pytest.TempPathFactory) -> Finished:
 
 def test_example_succeeds_and_reports_every_step(example_run: Finished) -> None:
     assert example_run.exit_code == 0, example_run.output
-    for step, engine in (("prepare", "spark"), ("train", "ray"), ("evaluate", "ray")):
+    steps = (("prepare", "spark"), ("train", "ray"), ("evaluate", "ray"), ("serve", "serve"))
+    for step, engine in steps:
         assert any(
             line.split()[:3] == [step, engine, "succeeded"]
             for line in example_run.output.splitlines()
@@ -79,11 +83,29 @@ def test_the_result_is_shown_at_the_end(example_run: Finished) -> None:
     assert f"auc={metrics['auc']:.4g}" in shown and "baseline.auc=0.5" in shown
 
 
+def test_the_served_model_answers_the_smoke_request_with_a_real_prediction(
+    example_run: Finished,
+) -> None:
+    """The example ends like `make example`: the model `train` wrote, served by Ray Serve on
+    127.0.0.1, scores the manifest's high-risk customer (month-to-month, fiber, 2 months)."""
+    url = re.search(r"Step serve serves at (http://127\.0\.0\.1:\d+/churn)", example_run.output)
+    assert url, example_run.output
+    answer = re.search(
+        rf"smoke request POST {re.escape(url.group(1))} -> 200: (\{{.*\}})", example_run.output
+    )
+    assert answer, example_run.output
+    prediction = json.loads(answer.group(1))
+    (probability,) = prediction["churn_probability"]
+    assert 0.5 < probability < 1, prediction  # a churner by the data's own rule
+    assert prediction["model"] == str(example_run.run_dir / "model" / "model.json")
+
+
 def test_a_failing_step_stops_the_pipeline_and_keeps_earlier_outputs(failing_run: Finished) -> None:
     assert failing_run.exit_code != 0
     lines = failing_run.output.splitlines()
     assert any(line.split()[:3] == ["train", "ray", "failed"] for line in lines), failing_run.output
     assert any(line.split()[:3] == ["evaluate", "ray", "skipped"] for line in lines)
+    assert any(line.split()[:3] == ["serve", "serve", "skipped"] for line in lines)
     assert "about to fail" in failing_run.output  # the tail of the failing step's log
     assert list((failing_run.run_dir / "features" / "train").glob("*.parquet"))
     assert not (failing_run.run_dir / "evaluation").exists()
