@@ -28,7 +28,7 @@ from .helpers import (
     wait_phase,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.e2e_concurrent]
 
 LONG_DRIVER = {"driver": {"annotations": {DRIVER_DURATION_ANNOTATION: "600s"}}}
 SLEEP = "import time; print('working', flush=True); time.sleep(600)"
@@ -127,12 +127,19 @@ def test_suspend_and_resume_under_the_real_controllers(api, ns):
     assert condition(done, "Succeeded")["status"] == "True"
 
 
-def test_a_failed_spark_submit_fails_the_step_with_its_error(api, ns):
-    # Without a scheme the file is on the submitting machine (the Spark operator's pod):
-    # spark-submit in cluster mode refuses it. validate() lets it through.
-    bad = spark("prepare")
-    bad["spark"]["mainApplicationFile"] = "/app/prepare.py"
-    create(api, MLJOB, ns, mljob("bad", bad))
+def test_a_failed_spark_submit_fails_the_step_with_its_error(api, ns, e2e_world):
+    # A valid MLJob that spark-submit still cannot submit: the namespace's ResourceQuota (the
+    # real quota controller computes its usage) allows no pod, so the API server refuses the
+    # driver pod spark-submit creates. validate() cannot know the cluster's quotas.
+    quota = {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}}
+    client.CoreV1Api(api).create_namespaced_resource_quota(ns, quota)
+    wait_for(
+        lambda: (
+            client.CoreV1Api(api).read_namespaced_resource_quota("no-pods", ns).status.hard or {}
+        ).get("pods"),
+        "the quota controller to compute the ResourceQuota",
+    )
+    create(api, MLJOB, ns, mljob("bad", spark("prepare")))
 
     failed = wait_phase(api, ns, "bad", "Failed", timeout=120)
     prepare = step(failed, "prepare")
@@ -143,12 +150,16 @@ def test_a_failed_spark_submit_fails_the_step_with_its_error(api, ns):
     assert state["errorMessage"].startswith(
         "failed to submit spark application: failed to run spark-submit: "
     )
-    cause = (
-        "failed to run spark-submit: org.apache.spark.SparkException: "
-        "Please specify spark.kubernetes.file.upload.path property."
+    assert "exceeded quota: no-pods" in state["errorMessage"], state
+    # The step keeps spark-submit's reason (the refused POST of the driver pod), without the
+    # Spark operator's repeated prefix; the summary is cut before the quota's own words.
+    refused = (
+        "failed to run spark-submit: io.fabric8.kubernetes.client.KubernetesClientException: "
+        f"Failure executing: POST at: https://127.0.0.1:{e2e_world.plane.apiserver_port}"
+        f"/api/v1/namespaces/{ns}/pods. Message: pods "
     )
-    assert prepare["message"] == cause, prepare
+    assert prepare["message"].startswith(refused), prepare
     assert prepare["childState"] == "FAILED"
-    assert cause in status(api, ns, "bad")["message"]
+    assert refused in status(api, ns, "bad")["message"]
     assert condition(failed, "Stalled")["reason"] == "StepPrepareSparkApplicationFailed"
     assert not pods(api, ns), "no driver pod was created"

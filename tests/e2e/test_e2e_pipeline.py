@@ -27,7 +27,7 @@ from .helpers import (
     wait_phase,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.e2e_concurrent]
 
 TRAIN = (
     "import os, ray; ray.init(); "

@@ -30,7 +30,7 @@ from .helpers import (
     wait_phase,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.e2e_concurrent]
 
 
 def test_ray_entrypoint_exit_1_fails_the_step_with_rays_message(api, ns, e2e_world):

@@ -48,3 +48,21 @@ def test_a_ready_delay_annotation_delays_a_pod(api, ns):
     bound = time.monotonic()
     wait_for(lambda: core.read_namespaced_pod("slow", ns).status.phase == "Running", "Running")
     assert time.monotonic() - bound >= 2.5
+
+
+def test_the_operator_runs_from_the_image_as_the_chart_says_and_dials_only_loopback(
+    e2e_operator,
+):
+    """After the scenarios (this file runs last): the operator is the image's, as the chart's
+    user, with the chart's ServiceAccount; every TCP connection it holds leads to loopback."""
+    from mljob.testing.image import SA_MOUNT, is_loopback
+
+    engine, name = e2e_operator.image.engine, e2e_operator.container.name
+    config = engine.podman("inspect", "--format", "{{.Config.User}} {{.ImageName}}", name)
+    assert config.stdout.split() == ["10001:10001", e2e_operator.image.ref]
+    mounts = engine.podman("inspect", "--format", "{{range .Mounts}}{{.Destination}} {{end}}", name)
+    assert SA_MOUNT in mounts.stdout.split()
+    peers = wait_for(e2e_operator.peers, "the operator's connections to the API server")
+    apiserver = ("127.0.0.1", e2e_operator.plane.apiserver_port)
+    assert apiserver in peers, peers
+    assert all(is_loopback(address) for address, _ in peers), peers

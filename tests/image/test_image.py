@@ -5,17 +5,15 @@ webhook certificate the chart generated, host network to reach the test control 
 
 from __future__ import annotations
 
-import base64
 import json
 import socket
 import ssl
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
-from chart.helm import REPO_ROOT, container
+from chart.helm import REPO_ROOT
 from chart.test_chart_install import (
     RELEASE_NAMESPACE,
     install,
@@ -27,15 +25,13 @@ from integration.test_pipeline import mljob, ray, spark
 from kubernetes import client
 
 from mljob.admission import WEBHOOK_ID
-from mljob.testing.image import measure
-from mljob.testing.processes import free_port
+from mljob.testing.image import Ports, chart_args, chart_env, measure, pod_files
 
 from .conftest import run_container, run_once
 
 pytestmark = pytest.mark.integration
 
 SIZE_GOAL = 150_000_000  # bytes uncompressed: what users compare with Go operators' images
-SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
 @pytest.fixture(scope="module")
@@ -115,67 +111,6 @@ def test_image_size_and_contents(operator_image, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def pod_files(control_plane, admin, objects, tmp_path: Path) -> dict[Path, str]:
-    """What a pod of the chart gets mounted: its ServiceAccount's token (TokenRequest API), the
-    cluster CA and namespace at the in-cluster path; the webhook Secret at /etc/mljob/webhook."""
-    (sa,) = [o for o in objects if o["kind"] == "ServiceAccount"]
-    token = client.CoreV1Api(admin).create_namespaced_service_account_token(
-        sa["metadata"]["name"], RELEASE_NAMESPACE, {"spec": {"expirationSeconds": 3600}}
-    )
-    account = tmp_path / "serviceaccount"
-    account.mkdir(mode=0o755)
-    (account / "token").write_text(token.status.token)
-    (account / "ca.crt").write_bytes(control_plane.pki.ca_cert.read_bytes())
-    (account / "namespace").write_text(RELEASE_NAMESPACE)
-    mounts = {account: SA_MOUNT}
-    secrets = [o for o in objects if o["kind"] == "Secret"]
-    if secrets:
-        name = secrets[0]["metadata"]["name"]
-        data = client.CoreV1Api(admin).read_namespaced_secret(name, RELEASE_NAMESPACE).data
-        webhook = tmp_path / "webhook"
-        webhook.mkdir(mode=0o755)
-        for key, value in data.items():
-            (webhook / key).write_bytes(base64.b64decode(value))
-        mounts[webhook] = "/etc/mljob/webhook"
-    for path in tmp_path.rglob("*"):
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    return mounts
-
-
-class Ports:
-    def __init__(self) -> None:
-        self.health, self.ready, self.metrics, self.webhook = (free_port() for _ in range(4))
-
-    def overrides(self) -> dict[str, str]:
-        """Host network: the pod's ports, moved to free ones of this machine."""
-        return {
-            "--liveness": f"http://127.0.0.1:{self.health}/healthz",
-            "--readiness": f"http://127.0.0.1:{self.ready}/readyz",
-            "--metrics-port": str(self.metrics),
-            "--webhook-port": str(self.webhook),
-        }
-
-
-def chart_args(objects, ports: Ports, extra: tuple[str, ...] = ()) -> list[str]:
-    overrides = ports.overrides()
-    args = []
-    for arg in container(objects)["args"]:
-        flag = arg.split("=", 1)[0]
-        args.append(f"{flag}={overrides[flag]}" if flag in overrides else arg)
-    return [*args, *extra]
-
-
-def chart_env(objects, control_plane) -> dict[str, str]:
-    env = {"POD_ID": "mljob-operator-0", "HOSTNAME": "mljob-operator-0"}
-    for item in container(objects)["env"]:
-        if "value" in item:
-            env[item["name"]] = item["value"]
-    # In a pod, the kubernetes Service's address; here the API server on loopback.
-    env["KUBERNETES_SERVICE_HOST"] = "127.0.0.1"
-    env["KUBERNETES_SERVICE_PORT"] = str(control_plane.apiserver_port)
-    return env
-
-
 def http_get(port: int, path: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=3) as response:
@@ -248,7 +183,7 @@ def test_the_image_runs_a_pipeline_and_the_webhook_as_the_chart_does(
     client.AdmissionregistrationV1Api(admin).delete_validating_webhook_configuration(
         "img-mljob-operator"
     )
-    mounts = pod_files(control_plane, admin, objects, tmp_path)
+    mounts = pod_files(admin, control_plane.pki.ca_cert, objects, RELEASE_NAMESPACE, tmp_path)
     ports = Ports()
     (workload,) = [o for o in objects if o["kind"] == "Deployment"]
     grace = workload["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
@@ -256,7 +191,7 @@ def test_the_image_runs_a_pipeline_and_the_webhook_as_the_chart_does(
     with run_container(
         operator_image,
         chart_args(objects, ports),
-        env=chart_env(objects, control_plane),
+        env=chart_env(objects, control_plane.apiserver_port),
         mounts=mounts,
     ) as operator:
         wait_http(ports.health, "/healthz", 200, 90, operator.running)
@@ -295,13 +230,13 @@ def test_readiness_means_serving_in_the_namespaced_rbac_mode(
     there, it turns ready and the MLJob in that namespace is served."""
     make_namespaces(admin, "rdy-team", "rdy-late")
     objects = install(control_plane, "rdy", {"watchNamespaces": "{rdy-team}"})
-    mounts = pod_files(control_plane, admin, objects, tmp_path)
+    mounts = pod_files(admin, control_plane.pki.ca_cert, objects, RELEASE_NAMESPACE, tmp_path)
     ports = Ports()
     args = chart_args(objects, ports, extra=("--namespace=rdy-late",))
     create(admin, MLJOB, "rdy-late", mljob("late", ray("fit")))
 
     with run_container(
-        operator_image, args, env=chart_env(objects, control_plane), mounts=mounts
+        operator_image, args, env=chart_env(objects, control_plane.apiserver_port), mounts=mounts
     ) as operator:
         wait_http(ports.health, "/healthz", 200, 90, operator.running)
         for _ in range(6):  # live, not ready: it may not list anything in rdy-late

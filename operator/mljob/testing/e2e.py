@@ -32,7 +32,7 @@ from .controlplane import ControlPlane
 from .loopback_net import DashboardProxy, ServiceDNS, pick_loopback_address
 from .processes import ManagedProcess, ProcessError, free_port
 
-CONTROLLERS = ("garbagecollector", "namespace", "job")
+CONTROLLERS = ("garbagecollector", "namespace", "job", "resourcequota")
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 # Pod IPs kwok hands out; disjoint from the API server's service range (10.0.0.0/24). Nothing
 # ever dials them.
@@ -47,6 +47,7 @@ NODES = {
 SYSTEM_NAMESPACE = "mljob-e2e-system"
 SPARK_SERVICE_ACCOUNT = "spark-operator"
 RAY_HEAD_CPUS = 4
+SPARK_OPERATOR_WORKERS = 3
 READY_TIMEOUT = 180.0
 
 
@@ -344,6 +345,10 @@ class E2EWorld:
             "KUBERNETES_SERVICE_HOST": "127.0.0.1",
             "KUBERNETES_SERVICE_PORT": str(self.plane.apiserver_port),
             "SPARK_LOCAL_IP": "127.0.0.1",
+            # spark-submit is a JVM that lives seconds: the client compiler alone and the serial
+            # collector halve its CPU, which on two cores is what several concurrent
+            # submissions queue on. It runs the same code.
+            "SPARK_SUBMIT_OPTS": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
         }
         self._launch(
             "spark-operator",
@@ -356,6 +361,10 @@ class E2EWorld:
                 "--enable-metrics=false",
                 f"--health-probe-bind-address=127.0.0.1:{free_port()}",
                 "--zap-log-level=info",
+                # At most this many spark-submit JVMs at once (its chart's controller.workers,
+                # default 10): the concurrent scenarios would otherwise start a JVM each on
+                # two cores, and every submission would time out together.
+                f"--controller-threads={SPARK_OPERATOR_WORKERS}",
             ],
             env,
         )

@@ -13,6 +13,7 @@ A second run with nothing changed builds nothing. Images live in their own conta
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -21,9 +22,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 TOOLS = ("buildah", "podman", "runc", "mmdebstrap")
 APT_INSTALL = "apt-get update && apt-get install -y " + " ".join(TOOLS)
@@ -386,6 +389,330 @@ def measure(image: Image) -> Size:
         manifest = json.loads((layout / "blobs" / "sha256" / manifest_digest).read_text())
         compressed = sum(layer["size"] for layer in manifest["layers"])
     return Size(int(info["Size"]), compressed, len(info["RootFS"]["Layers"]))
+
+
+# --- running it as the chart's pod spec does ---------------------------------------------------
+# Shared by tests/image (the image's own tests) and tests/e2e (the operator of the end-to-end
+# world runs from the image).
+SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
+WEBHOOK_MOUNT = "/etc/mljob/webhook"
+
+
+def chart_security_flags() -> list[str]:
+    """The chart's pod and container securityContext, as podman flags: UID/GID 10001, read-only
+    root filesystem, /tmp an in-memory emptyDir (sizeLimit 64Mi), no capabilities, no
+    privilege escalation. Host network: the test control plane listens on loopback."""
+    return [
+        "--user",
+        "10001:10001",
+        "--read-only",
+        "--tmpfs",
+        "/tmp:rw,size=64m,mode=1777",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "--network",
+        "host",
+    ]
+
+
+@dataclass
+class Container:
+    """One `podman run -d` of the image, removed at the end."""
+
+    image: Image
+    name: str
+    log_path: Path | None = None  # the container's output, written there as it runs
+
+    def logs(self) -> str:
+        result = self.image.engine.podman("logs", self.name, check=False)
+        return str(result.stdout + result.stderr)
+
+    def running(self) -> bool:
+        result = self.image.engine.podman(
+            "inspect", "--format", "{{.State.Running}}", self.name, check=False
+        )
+        return bool(result.stdout.strip() == "true")
+
+    def signal_and_wait(self, signal: str, timeout: float) -> tuple[int, float]:
+        """Send a signal, wait for the exit; (exit code, seconds)."""
+        started = time.monotonic()
+        self.image.engine.podman("kill", "--signal", signal, self.name)
+        result = self.image.engine.podman("wait", self.name, timeout=timeout + 5)
+        return int(result.stdout.strip().splitlines()[-1]), time.monotonic() - started
+
+    def remove(self) -> None:
+        self.image.engine.podman("rm", "--force", "--time", "0", self.name, check=False)
+
+
+@contextlib.contextmanager
+def run_container(
+    image: Image,
+    args: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    mounts: dict[Path, str] | None = None,
+    entrypoint: str | None = None,
+    log_path: Path | None = None,
+    echo: bool = True,
+) -> Iterator[Container]:
+    """`podman run -d` as the chart runs the container; removed on exit (its log tail printed
+    unless `echo` is False; with `log_path`, the whole log is kept there)."""
+    name = f"mljob-test-{uuid.uuid4().hex[:10]}"
+    flags = ["run", "--detach", "--name", name, *chart_security_flags()]
+    if log_path is not None:
+        flags += ["--log-driver", "k8s-file", "--log-opt", f"path={log_path}"]
+    for key, value in (env or {}).items():
+        flags += ["--env", f"{key}={value}"]
+    for source, target in (mounts or {}).items():
+        flags += ["--volume", f"{source}:{target}:ro"]
+    if entrypoint:
+        flags += ["--entrypoint", entrypoint]
+    image.engine.podman(*flags, image.ref, *args)
+    container = Container(image, name, log_path)
+    try:
+        yield container
+    finally:
+        if echo:
+            print(f"--- container {name} log ---\n{container.logs()[-4000:]}")
+        container.remove()
+
+
+def run_once(image: Image, *command: str) -> str:
+    """Run a command in the image as the chart does (entrypoint replaced); its output."""
+    flags = ["run", "--rm", *chart_security_flags(), "--entrypoint", command[0]]
+    result = image.engine.podman(*flags, image.ref, *command[1:], check=False, timeout=120)
+    if result.returncode != 0:
+        raise ImageError(f"{command}: {result.stdout}\n{result.stderr}")
+    return str(result.stdout)
+
+
+def workload_container(objects: list[dict]) -> dict:
+    """The operator container of the chart's rendered Deployment (or StatefulSet)."""
+    workloads = [o for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
+    (workload,) = workloads
+    (operator,) = workload["spec"]["template"]["spec"]["containers"]
+    return dict(operator)
+
+
+class Ports:
+    """Host network: the pod's ports, moved to free ones of this machine."""
+
+    def __init__(self) -> None:
+        from .processes import free_port
+
+        self.health, self.ready, self.metrics, self.webhook = (free_port() for _ in range(4))
+
+    def overrides(self) -> dict[str, str]:
+        return {
+            "--liveness": f"http://127.0.0.1:{self.health}/healthz",
+            "--readiness": f"http://127.0.0.1:{self.ready}/readyz",
+            "--metrics-port": str(self.metrics),
+            "--webhook-port": str(self.webhook),
+        }
+
+
+def chart_args(objects: list[dict], ports: Ports, extra: Sequence[str] = ()) -> list[str]:
+    """The chart's container arguments, its ports moved (`ports`), then `extra`."""
+    overrides = ports.overrides()
+    args = []
+    for arg in workload_container(objects)["args"]:
+        flag = arg.split("=", 1)[0]
+        args.append(f"{flag}={overrides[flag]}" if flag in overrides else arg)
+    return [*args, *extra]
+
+
+def chart_env(objects: list[dict], apiserver_port: int) -> dict[str, str]:
+    """The chart's env with the pod-only values filled in: the downward API's pod name, and
+    the kubernetes Service's address, here the API server on loopback."""
+    env = {"POD_ID": "mljob-operator-0", "HOSTNAME": "mljob-operator-0"}
+    for item in workload_container(objects).get("env") or []:
+        if "value" in item:
+            env[item["name"]] = item["value"]
+    env["KUBERNETES_SERVICE_HOST"] = "127.0.0.1"
+    env["KUBERNETES_SERVICE_PORT"] = str(apiserver_port)
+    return env
+
+
+def pod_files(
+    admin: Any, ca_cert: Path, objects: list[dict], namespace: str, directory: Path
+) -> dict[Path, str]:
+    """What a pod of the chart gets mounted, written under `directory`: its ServiceAccount's
+    token (TokenRequest API), the cluster CA and namespace at the in-cluster path; the webhook
+    Secret, if the chart made one, at /etc/mljob/webhook. Returns the mounts."""
+    import base64
+
+    from kubernetes import client
+
+    core = client.CoreV1Api(admin)
+    (sa,) = [o for o in objects if o["kind"] == "ServiceAccount"]
+    token = core.create_namespaced_service_account_token(
+        sa["metadata"]["name"], namespace, {"spec": {"expirationSeconds": 48 * 3600}}
+    )
+    account = directory / "serviceaccount"
+    account.mkdir(mode=0o755)
+    (account / "token").write_text(token.status.token)
+    (account / "ca.crt").write_bytes(ca_cert.read_bytes())
+    (account / "namespace").write_text(namespace)
+    mounts = {account: SA_MOUNT}
+    secrets = [o for o in objects if o["kind"] == "Secret"]
+    if secrets:
+        data = core.read_namespaced_secret(secrets[0]["metadata"]["name"], namespace).data
+        webhook = directory / "webhook"
+        webhook.mkdir(mode=0o755)
+        for key, value in data.items():
+            (webhook / key).write_bytes(base64.b64decode(value))
+        mounts[webhook] = WEBHOOK_MOUNT
+    for path in directory.rglob("*"):  # UID 10001 in the container reads them
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return mounts
+
+
+# --- where a container's sockets lead ----------------------------------------------------------
+def _address(hex_address: str) -> str:
+    """An address of /proc/net/tcp{,6} (hex, 32-bit words in host order) as text."""
+    import ipaddress
+    import socket as socket_module
+
+    words = bytes.fromhex(hex_address)
+    packed = b"".join(
+        int.from_bytes(words[i : i + 4], "big").to_bytes(4, sys.byteorder)
+        for i in range(0, len(words), 4)
+    )
+    family = socket_module.AF_INET if len(packed) == 4 else socket_module.AF_INET6
+    address = ipaddress.ip_address(socket_module.inet_ntop(family, packed))
+    mapped = getattr(address, "ipv4_mapped", None)
+    return str(mapped or address)
+
+
+def socket_peers(tables: Sequence[str], inodes: set[str]) -> list[tuple[str, int]]:
+    """The remote (address, port) of every connected TCP socket among `inodes`, read from the
+    text of /proc/net/tcp and /proc/net/tcp6; listening sockets have no peer."""
+    peers = []
+    for table in tables:
+        for line in table.splitlines()[1:]:
+            fields = line.split()
+            if len(fields) < 10 or fields[9] not in inodes or fields[3] == "0A":  # 0A: LISTEN
+                continue
+            address, port = fields[2].split(":")
+            peers.append((_address(address), int(port, 16)))
+    return peers
+
+
+def is_loopback(address: str) -> bool:
+    import ipaddress
+
+    return ipaddress.ip_address(address).is_loopback
+
+
+def process_socket_inodes(pid: int) -> set[str]:
+    """The socket inodes open in `pid` and its descendants."""
+    inodes: set[str] = set()
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        proc = Path(f"/proc/{current}")
+        for fd in proc.glob("fd/*"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[len("socket:[") : -1])
+        for children in proc.glob("task/*/children"):
+            with contextlib.suppress(OSError):
+                todo += [int(child) for child in children.read_text().split()]
+    return inodes
+
+
+class OperatorContainer:
+    """The operator running from the image as the chart's Deployment runs it, against a test
+    control plane where the chart is installed (`objects`, rendered for `namespace`): the chart's
+    arguments and env, its ServiceAccount's token, UID 10001 on a read-only root filesystem,
+    host network (the API server is on loopback, the only address it is given)."""
+
+    def __init__(
+        self, image: Image, objects: list[dict], plane: Any, namespace: str, workdir: Path
+    ) -> None:
+        self.image, self.objects, self.plane, self.namespace = image, objects, plane, namespace
+        self.workdir = workdir
+        self.log_path = workdir / "mljob-operator.log"
+        self.ports = Ports()
+        self.container: Container | None = None
+        self._stack = contextlib.ExitStack()
+
+    def start(self, timeout: float = 90) -> OperatorContainer:
+        """Run it and wait until it is ready (`/readyz`: it watches and serves)."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with self.plane.api_client() as admin:
+            mounts = pod_files(
+                admin, self.plane.pki.ca_cert, self.objects, self.namespace, self.workdir
+            )
+        self.container = self._stack.enter_context(
+            run_container(
+                self.image,
+                chart_args(self.objects, self.ports),
+                env=chart_env(self.objects, self.plane.apiserver_port),
+                mounts=mounts,
+                log_path=self.log_path,
+                echo=False,
+            )
+        )
+        self._wait_ready(f"http://127.0.0.1:{self.ports.ready}/readyz", timeout)
+        return self
+
+    def _wait_ready(self, url: str, timeout: float) -> None:
+        import urllib.error
+        import urllib.request
+
+        deadline, last = time.monotonic() + timeout, ""
+        while time.monotonic() < deadline:
+            if not self.running:
+                raise ImageError(f"the operator container exited:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=3) as response:
+                    if response.status == 200:
+                        return
+            except urllib.error.HTTPError as error:
+                last = f"{error.code} {error.read().decode()[:500]}"
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
+                last = str(error)
+            time.sleep(0.5)
+        raise ImageError(f"{url} not ready after {timeout}s ({last}):\n{self.log_tail()}")
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.metrics}/metrics"
+
+    def peers(self) -> list[tuple[str, int]]:
+        """Where the container's open TCP connections lead now (host network: the host's
+        tables, filtered to the container's own sockets)."""
+        assert self.container is not None
+        result = self.image.engine.podman(
+            "inspect", "--format", "{{.State.Pid}}", self.container.name
+        )
+        inodes = process_socket_inodes(int(result.stdout.strip()))
+        tables = [Path(f"/proc/net/{name}").read_text() for name in ("tcp", "tcp6")]
+        return socket_peers(tables, inodes)
+
+    @property
+    def running(self) -> bool:
+        return self.container is not None and self.container.running()
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.container.logs() if self.container else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def check_alive(self) -> None:
+        if self.container is not None and not self.running:
+            raise ImageError(f"the operator container exited; {self.log_path}:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        """SIGTERM, as the kubelet stops a pod, then remove it; its log stays in log_path."""
+        if self.container is not None and self.running:
+            with contextlib.suppress(ImageError, subprocess.TimeoutExpired):
+                self.container.signal_and_wait("TERM", 30)
+        self._stack.close()
+        self.container = None
 
 
 def main() -> int:
