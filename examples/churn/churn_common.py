@@ -23,8 +23,27 @@ def data_uri(relative: str) -> str:
     return f"{root}/{relative}"
 
 
+def to_arrow_uri(path: str) -> str:
+    """Spark's `s3a://` is `s3://` for pyarrow and Ray."""
+    path = path.rstrip("/")
+    return "s3://" + path.removeprefix("s3a://") if path.startswith("s3a://") else path
+
+
+def output_uri(relative: str) -> str:
+    """A location under this step's own output folder, MLJOB_OUTPUT_PATH (<run>/<step>)."""
+    return f"{to_arrow_uri(os.environ['MLJOB_OUTPUT_PATH'])}/{relative}"
+
+
+def input_uri(step: str, relative: str) -> str:
+    """A location under the outputs of `step`, a step this one depends on: MLJOB_INPUT_<STEP>
+    (an earlier run's folder when that step's outputs came from the cache)."""
+    variable = "MLJOB_INPUT_" + step.upper().replace("-", "_")
+    return f"{to_arrow_uri(os.environ[variable])}/{relative}"
+
+
 def write_json(relative: str, payload: dict) -> str:
-    uri = data_uri(relative)
+    """Write `payload` under this step's output folder; its URI."""
+    uri = output_uri(relative)
     fs, path = pyarrow.fs.FileSystem.from_uri(uri)
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     with fs.open_output_stream(path) as out:
@@ -32,8 +51,9 @@ def write_json(relative: str, payload: dict) -> str:
     return uri
 
 
-def read_bytes(relative: str) -> bytes:
-    fs, path = pyarrow.fs.FileSystem.from_uri(data_uri(relative))
+def read_bytes(step: str, relative: str) -> bytes:
+    """A file that `step` (a dependency of this step) wrote."""
+    fs, path = pyarrow.fs.FileSystem.from_uri(input_uri(step, relative))
     with fs.open_input_stream(path) as stream:
         return stream.read()
 

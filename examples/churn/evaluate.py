@@ -1,5 +1,6 @@
-"""Ray step `evaluate`: score the held-out customers with the trained model (Ray Data batch
-inference) and write evaluation/metrics.json (model vs. the trivial baseline) and
+"""Ray step `evaluate`: score the held-out customers (prepare's features/holdout) with the
+model train wrote (Ray Data batch inference) and write, under its output folder,
+evaluation/metrics.json (model vs. the trivial baseline) and
 evaluation/scores/ (Parquet, one churn probability per customer)."""
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from churn_common import (
     LABEL,
     MODEL_FILE,
     classification_metrics,
-    data_uri,
+    input_uri,
+    output_uri,
     read_bytes,
     write_json,
 )
@@ -27,18 +29,18 @@ def load_booster(raw_model: bytes) -> xgboost.Booster:
 
 def main() -> None:
     ray.init()
-    raw_model = read_bytes(MODEL_FILE)
+    raw_model = read_bytes("train", MODEL_FILE)
 
     def score(batch: pd.DataFrame) -> pd.DataFrame:
         booster = load_booster(raw_model)
         features = xgboost.DMatrix(batch.drop(columns=[LABEL]))
         return pd.DataFrame({LABEL: batch[LABEL], "churn_probability": booster.predict(features)})
 
-    scores = ray.data.read_parquet(data_uri("features/holdout")).map_batches(
+    scores = ray.data.read_parquet(input_uri("prepare", "features/holdout")).map_batches(
         score, batch_format="pandas"
     )
-    scores.write_parquet(data_uri("evaluation/scores"))
-    frame = ray.data.read_parquet(data_uri("evaluation/scores")).to_pandas()
+    scores.write_parquet(output_uri("evaluation/scores"))
+    frame = ray.data.read_parquet(output_uri("evaluation/scores")).to_pandas()
     metrics = classification_metrics(frame[LABEL].to_numpy(), frame["churn_probability"].to_numpy())
     print("holdout metrics:", metrics)
     print("metrics written to", write_json(EVALUATION_FILE, metrics))

@@ -2,7 +2,8 @@
 
 Usage: spark-submit prepare.py [--rows N] [--seed S]
 
-Writes Parquet under $MLJOB_DATA_PATH:
+Writes Parquet under its output folder, $MLJOB_OUTPUT_PATH (the steps after it read it as
+$MLJOB_INPUT_PREPARE):
   raw/               the generated (dirty) customer table, as a data lake would hold it
   features/train/    cleaned, encoded features + `label`, ~85 % of customers
   features/holdout/  the same for the other ~15 %, never seen by training
@@ -155,7 +156,7 @@ def features(df: DataFrame) -> DataFrame:
 
 def main() -> None:
     args = parse_args()
-    data_path = os.environ["MLJOB_DATA_PATH"].rstrip("/")
+    data_path = os.environ["MLJOB_OUTPUT_PATH"].rstrip("/")
     spark = SparkSession.builder.appName("churn-prepare").getOrCreate()
     raw = generate(spark, args.rows, args.seed)
     raw.write.mode("overwrite").parquet(f"{data_path}/raw")

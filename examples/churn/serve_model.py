@@ -7,8 +7,8 @@ Serve). POST one customer (or a list of them) as JSON, in the raw table's terms:
 
 and get {"churn_probability": [0.87], "model": "<where the model was read>"}. The row is encoded
 as prepare.py encodes the table (one-hot categoricals, Yes/No as 1/0), in the order of the
-model's own feature names. The model is read once per replica from $MLJOB_DATA_PATH: on a
-cluster the run whose serve step deployed it, locally the run's folder.
+model's own feature names. The model is read once per replica from $MLJOB_INPUT_TRAIN: train's
+output folder of the run whose serve step deployed it (an earlier run's, if train was cached).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import xgboost
-from churn_common import MODEL_FILE, data_uri, read_bytes
+from churn_common import MODEL_FILE, input_uri, read_bytes
 from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -69,9 +69,9 @@ def encode(row: Any, feature_names: list[str]) -> list[float]:
 class ChurnModel:
     def __init__(self) -> None:
         self.booster = xgboost.Booster()
-        self.booster.load_model(bytearray(read_bytes(MODEL_FILE)))
+        self.booster.load_model(bytearray(read_bytes("train", MODEL_FILE)))
         self.features = list(self.booster.feature_names or [])
-        self.source = data_uri(MODEL_FILE)
+        self.source = input_uri("train", MODEL_FILE)
 
     async def __call__(self, request: Request) -> JSONResponse:
         try:

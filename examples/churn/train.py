@@ -1,6 +1,6 @@
 """Ray step `train`: data-parallel gradient-boosted trees with Ray Train (XGBoost).
 
-Reads $MLJOB_DATA_PATH/features/train with Ray Data, holds out a validation split, trains on
+Reads $MLJOB_INPUT_PREPARE/features/train with Ray Data, holds out a validation split, trains on
 `--workers` Ray Train workers (each gets a shard; XGBoost's collective syncs the histograms),
 and writes model/model.json and model/train_metrics.json (validation metrics and baseline).
 GPU: give the step's workers a GPU (workers.gpu) and training uses `device=cuda` on them.
@@ -22,6 +22,7 @@ from churn_common import (
     TRAIN_METRICS_FILE,
     classification_metrics,
     data_uri,
+    input_uri,
     write_json,
 )
 from ray.train.xgboost import RayTrainReportCallback, XGBoostTrainer
@@ -70,7 +71,7 @@ def main() -> None:
     if args.gpus_per_worker is None:
         enough_gpus = ray.cluster_resources().get("GPU", 0) >= args.workers
         args.gpus_per_worker = 1.0 if enough_gpus else 0.0
-    features = ray.data.read_parquet(data_uri("features/train"))
+    features = ray.data.read_parquet(input_uri("prepare", "features/train"))
     train_set, valid_set = features.train_test_split(test_size=0.15, shuffle=True, seed=1)
     params = {
         "objective": "binary:logistic",

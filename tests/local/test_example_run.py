@@ -59,16 +59,17 @@ def test_example_succeeds_and_reports_every_step(example_run: Finished) -> None:
 
 def test_example_writes_features_model_and_logs(example_run: Finished) -> None:
     run_dir = example_run.run_dir
-    assert list((run_dir / "features" / "train").glob("*.parquet"))
-    assert list((run_dir / "features" / "holdout").glob("*.parquet"))
-    assert (run_dir / "model" / "model.json").stat().st_size > 0
-    assert list((run_dir / "evaluation" / "scores").glob("*.parquet"))
+    # each step writes under its own folder, MLJOB_OUTPUT_PATH = <run>/<step>
+    assert list((run_dir / "prepare" / "features" / "train").glob("*.parquet"))
+    assert list((run_dir / "prepare" / "features" / "holdout").glob("*.parquet"))
+    assert (run_dir / "train" / "model" / "model.json").stat().st_size > 0
+    assert list((run_dir / "evaluate" / "evaluation" / "scores").glob("*.parquet"))
     for step in ("prepare", "train", "evaluate"):
         assert (run_dir / "_logs" / f"{step}.log").stat().st_size > 0
 
 
 def test_model_clearly_beats_the_baseline(example_run: Finished) -> None:
-    for metrics_file in ("model/train_metrics.json", "evaluation/metrics.json"):
+    for metrics_file in ("train/model/train_metrics.json", "evaluate/evaluation/metrics.json"):
         metrics = json.loads((example_run.run_dir / metrics_file).read_text())
         assert metrics["auc"] > 0.75, metrics
         assert metrics["accuracy"] > metrics["baseline"]["accuracy"] + 0.03, metrics
@@ -76,9 +77,12 @@ def test_model_clearly_beats_the_baseline(example_run: Finished) -> None:
 
 
 def test_the_result_is_shown_at_the_end(example_run: Finished) -> None:
-    metrics = json.loads((example_run.run_dir / "evaluation" / "metrics.json").read_text())
+    metrics_file = example_run.run_dir / "evaluate" / "evaluation" / "metrics.json"
+    metrics = json.loads(metrics_file.read_text())
     shown = next(
-        line for line in example_run.output.splitlines() if line.startswith("evaluation/metrics")
+        line
+        for line in example_run.output.splitlines()
+        if line.startswith("evaluate/evaluation/metrics")
     )
     assert f"auc={metrics['auc']:.4g}" in shown and "baseline.auc=0.5" in shown
 
@@ -97,7 +101,7 @@ def test_the_served_model_answers_the_smoke_request_with_a_real_prediction(
     prediction = json.loads(answer.group(1))
     (probability,) = prediction["churn_probability"]
     assert 0.5 < probability < 1, prediction  # a churner by the data's own rule
-    assert prediction["model"] == str(example_run.run_dir / "model" / "model.json")
+    assert prediction["model"] == str(example_run.run_dir / "train" / "model" / "model.json")
 
 
 def test_a_failing_step_stops_the_pipeline_and_keeps_earlier_outputs(failing_run: Finished) -> None:
