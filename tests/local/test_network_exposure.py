@@ -1,7 +1,7 @@
-"""A local run opens nothing to the network (issue 19, the ShadowRay surface): while a Spark step
-and a Ray step (with actors) run, every listening socket of the run's process tree is on
-loopback, the Ray instance refuses a client without the run's token, and after the run (or
-Ctrl-C) none of those sockets is left and the token is gone.
+"""A local run opens nothing to the network (issue 19, the ShadowRay surface): while a Spark step,
+a Ray step (with actors) and a serve step (Ray Serve's proxy and a replica) run, every listening
+socket of the run's process tree is on loopback, the Ray instance refuses a client without the
+run's token, and after the run (or Ctrl-C) none of those sockets is left and the token is gone.
 
 The steps hold still while the test looks: each writes `<step>.ready` and waits for the test's
 `<step>.go` (bounded, so a broken test never leaves a step hanging)."""
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import stat
@@ -80,6 +81,27 @@ hold(Path(sys.argv[1]), "train", json.dumps(info))
 """
 )
 
+# The serve step's application: its smoke request holds in the replica, so the test looks while
+# Serve's HTTP proxy and the replica (with its inter-deployment gRPC server) are up.
+SERVE_STEP = (
+    HOLD
+    + """
+import asyncio
+from ray import serve
+
+
+@serve.deployment
+class Held:
+    async def __call__(self, request) -> str:
+        markers = Path(os.environ["MARKERS"])
+        await asyncio.get_running_loop().run_in_executor(None, hold, markers, "serve")
+        return "served"
+
+
+app = Held.bind()
+"""
+)
+
 # One RPC to the GCS with whatever token (or none) the environment gives. GcsClient is Ray's
 # own client (internal API): the test needs a connection attempt, not a driver (ray.init retries
 # for ~20 s before giving up).
@@ -101,6 +123,7 @@ def write_pipeline(tmp_path: Path, markers: Path) -> Path:
     app.mkdir()
     (app / "spark_step.py").write_text(SPARK_STEP)
     (app / "ray_step.py").write_text(RAY_STEP)
+    (app / "serve_step.py").write_text(SERVE_STEP)
     mljob = {
         "apiVersion": "mljob.io/v1alpha1",
         "kind": "MLJob",
@@ -125,6 +148,16 @@ def write_pipeline(tmp_path: Path, markers: Path) -> Path:
                         "entrypoint": f"python /app/ray_step.py {markers}",
                         "rayVersion": "2.49.0",
                         "workers": {"replicas": 1, "cpu": "1", "memory": "1Gi"},
+                    },
+                },
+                {
+                    "name": "serve",
+                    "serve": {
+                        "importPath": "serve_step:app",
+                        "rayVersion": "2.60.0",
+                        "runtimeEnv": {"env_vars": {"MARKERS": str(markers)}},
+                        "deployments": [{"name": "Held", "numCpus": 0.5}],
+                        "smoke": {"path": "/"},
                     },
                 },
             ],
@@ -152,7 +185,7 @@ class LocalRunUnderTest:
         manifest = write_pipeline(self.tmp_path, self.markers)
         self.output_file = self.tmp_path / "mljob-run.out"
         command = [sys.executable, "-m", "mljob.cli", "run", str(manifest)]
-        command += ["--runs-dir", str(self.tmp_path / "runs")]
+        command += ["--runs-dir", str(self.tmp_path / "runs"), "--exit-after-smoke"]
         with self.output_file.open("wb") as out:
             self.runner = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
 
@@ -198,7 +231,7 @@ class LocalRunUnderTest:
 
     def kill(self) -> None:
         """Test teardown: whatever happened, leave no run behind."""
-        for step in ("prepare", "train"):
+        for step in ("prepare", "train", "serve"):
             self.go(step)
         if self.runner.poll() is None:
             self.runner.send_signal(signal.SIGINT)
@@ -235,6 +268,7 @@ def probe_gcs(address: str, env: dict[str, str]) -> subprocess.CompletedProcess[
 class Observed:
     spark: list[Listener]
     ray: list[Listener]
+    serve: list[Listener]
     ray_info: dict[str, str]
     token_file_mode: int
     token_dir_mode: int
@@ -267,10 +301,13 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:
         }
         modes = token_file.stat().st_mode, token_file.parent.stat().st_mode
         run.go("train")
+        run.wait_ready("serve")
+        serve = run.sample()
+        run.go("serve")
         exit_code = run.wait_exit()
         run.assert_nothing_left()
         yield Observed(
-            spark, ray, ray_info, *map(stat.S_IMODE, modes), probes, exit_code, run.output
+            spark, ray, serve, ray_info, *map(stat.S_IMODE, modes), probes, exit_code, run.output
         )
     finally:
         run.kill()
@@ -291,6 +328,19 @@ def test_the_ray_instance_and_its_workers_listen_on_loopback_only(observed: Obse
     assert any("ray::Echo" in s.command for s in observed.ray), "no actor was seen listening"
     assert not not_on_loopback(observed.ray), not_on_loopback(observed.ray)
     assert not any(s.port == 10001 for s in observed.ray), "the Ray client server runs"
+
+
+def test_ray_serve_listens_on_loopback_only(observed: Observed) -> None:
+    """Serve's HTTP proxy on the port the run printed, and the replica's servers (Ray Serve
+    binds its inter-deployment gRPC server to all interfaces unless the run's hook rebinds it)."""
+    url = re.search(r"Step serve serves at http://127\.0\.0\.1:(\d+)/", observed.output)
+    assert url, observed.output
+    proxy = [s for s in observed.serve if s.port == int(url.group(1))]
+    assert proxy and all("ProxyActor" in s.command for s in proxy), observed.serve
+    replica = [s for s in observed.serve if "ServeReplica" in s.command]
+    assert len(replica) >= 2, "the replica's worker and gRPC servers were not seen"
+    assert "smoke request GET" in observed.output and "-> 200: served" in observed.output
+    assert not not_on_loopback(observed.serve), not_on_loopback(observed.serve)
 
 
 def test_the_ray_instance_refuses_clients_without_the_runs_token(observed: Observed) -> None:
