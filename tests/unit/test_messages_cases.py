@@ -156,12 +156,12 @@ def test_the_end_of_an_over_long_excerpt_fills_its_limit_exactly() -> None:
 @pytest.mark.parametrize(
     ("limit", "expected"),
     [
-        (7, "a\n...\ni"),  # room for one character of the end: that character
-        (6, "a\nb..."),  # no room for the end: the text clipped
+        (7, "a\n...\ni"),  # a quarter of 7 for the start, one character of the end
+        (6, "ab..."),  # no room left for the end: the text clipped
     ],
 )
 def test_a_tiny_limit_still_keeps_the_start(limit: int, expected: str) -> None:
-    assert excerpt("a\nbcdefgh\nijk", limit) == expected
+    assert excerpt("ab\ncdefgh\nijk", limit) == expected
 
 
 # --- tail, clip ----------------------------------------------------------------------------------
