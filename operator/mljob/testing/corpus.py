@@ -663,3 +663,18 @@ BAD_FILES: list[tuple[str, bytes, str]] = [
     ("alias-cycle", _FILE_HEAD + b"spec: &s {steps: *s}\n", "a YAML alias refers to itself"),
     ("billion-laughs", _FILE_HEAD + b"l0: &l0 [x]\n" + _LAUGHS, "aliases expand to more than"),
 ]
+
+# A serve step's RayService: its stable name and KubeRay's upgrade (docs/lifecycle.md).
+BAD_MANIFESTS += [
+    (
+        "serve-name-like-a-run",
+        _with("spec.steps.2.name", "serve-r2", serve_mljob()),
+        "spec.steps[2].name: a serve step's name must not end in -r<N>, -a<N> or -ray: 'serve-r2'",
+    ),
+    (
+        "serve-upgrade-none",
+        _with("spec.steps.2.serve.template", {"upgradeStrategy": {"type": "None"}}, serve_mljob()),
+        "serve.template: upgradeStrategy.type must stay NewCluster (a new run's model is rolled "
+        "out on a new cluster), got 'None'",
+    ),
+]
