@@ -354,6 +354,7 @@ def _plan_run(
     actions += _enforce_pipeline_deadline(ctx, new, base)
     actions += _suspend_or_resume_cluster(ctx, new)
     if not ctx.suspended and not any(e["phase"] == c.FAILED for e in new["steps"]):
+        _take_cache_hits(ctx, new)  # first: a run the cache ends warms up no cluster
         actions += _warm_up_shared_cluster(ctx, new)
         actions += _start_runnable_steps(ctx, new)
     _remember_succeeded(ctx, new)
@@ -509,36 +510,44 @@ def _enforce_pipeline_deadline(
 
 # --- starting steps ------------------------------------------------------------------------------
 def _start_runnable_steps(ctx: _Context, status: MLJobStatus) -> list[Action]:
-    """Create the first attempt of steps whose dependencies succeeded, and due retries; a
-    step that hits the cache succeeds at once instead, and the steps after it may start in
-    this same pass (hence the loop, for a dependsOn naming a later step)."""
+    """Create the first attempt of steps whose dependencies succeeded, and due retries (the
+    cache hits were taken before: _take_cache_hits)."""
+    entries = {e["name"]: e for e in status["steps"]}
+    deps = dependencies(ctx.spec["steps"])
+    view = _with_run_status(ctx, status)  # a cached input's location
+    actions: list[Action] = []
+    for step in ctx.spec["steps"]:
+        entry = entries[step["name"]]
+        ready = all(entries[d]["phase"] == c.SUCCEEDED for d in deps[step["name"]])
+        if not ready or not steps.waits_for_attempt(entry) or not _retry_due(entry, ctx.now):
+            continue
+        if builders.step_kind(step) == c.RAY_JOB_KIND and ctx.spec.get("rayCluster"):
+            actions += _ensure_shared_cluster(ctx, status)
+        body = builders.build_step_child(view, step, ctx.run, entry["attempts"] + 1)
+        start = _start_serving(ctx, body, entry) or Create(body, step["name"])
+        if isinstance(start, _Wait):
+            continue
+        actions.append(start)
+        steps.begin_attempt(entry, body["metadata"]["name"], ctx.now)
+    return actions
+
+
+# --- the cache of succeeded steps (mljob.fingerprint; docs/lifecycle.md) -------------------------
+def _take_cache_hits(ctx: _Context, status: MLJobStatus) -> None:
+    """Every step ready to start that hits the cache succeeds from it now, and so, in turn,
+    may the steps after it (_start_runnable_steps then starts the others)."""
     entries = {e["name"]: e for e in status["steps"]}
     deps = dependencies(ctx.spec["steps"])
     view = _with_run_status(ctx, status)
-    actions: list[Action] = []
     hit = True
     while hit:
         hit = False
         for step in ctx.spec["steps"]:
             entry = entries[step["name"]]
-            ready = all(entries[d]["phase"] == c.SUCCEEDED for d in deps[step["name"]])
-            if not ready or not steps.waits_for_attempt(entry) or not _retry_due(entry, ctx.now):
-                continue
-            if _cache_hit(ctx, view, status, step, entry):
-                hit = True
-                continue
-            if builders.step_kind(step) == c.RAY_JOB_KIND and ctx.spec.get("rayCluster"):
-                actions += _ensure_shared_cluster(ctx, status)
-            body = builders.build_step_child(view, step, ctx.run, entry["attempts"] + 1)
-            start = _start_serving(ctx, body, entry) or Create(body, step["name"])
-            if isinstance(start, _Wait):
-                continue
-            actions.append(start)
-            steps.begin_attempt(entry, body["metadata"]["name"], ctx.now)
-    return actions
+            if all(entries[d]["phase"] == c.SUCCEEDED for d in deps[step["name"]]):
+                hit = _cache_hit(ctx, view, status, step, entry) or hit
 
 
-# --- the cache of succeeded steps (mljob.fingerprint; docs/lifecycle.md) -------------------------
 def _with_run_status(ctx: _Context, status: MLJobStatus) -> Obj:
     """The MLJob as the builders must see it: with this plan's step entries, from which they
     read where each input lives (a cached dependency's outputs are in an earlier run's path)."""

@@ -58,6 +58,8 @@ def pipelines(draw: Any, max_steps: int = 5) -> dict[str, Any]:
             backoff = draw(st.sampled_from([None, 0, 5, 30]))
             if backoff is not None:
                 extra["backoffSeconds"] = backoff
+        if draw(st.booleans()):  # the cache (issue 13): a later run may skip the step
+            extra["cache"] = True
         deadline = draw(st.sampled_from([None, None, None, "start", "active"]))
         if deadline == "start":
             extra["startDeadlineSeconds"] = 120

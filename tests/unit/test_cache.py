@@ -181,3 +181,23 @@ def test_the_cache_transition_is_only_before_the_first_attempt():
         assert "cache hit while Pending with attempt 1" in str(error)
     else:
         raise AssertionError("a started step took a cache hit")
+
+
+def test_a_run_the_cache_ends_at_once_warms_up_no_shared_cluster():
+    """startPolicy Eager creates the shared RayCluster with the run's first step; a run whose
+    every step hits the cache has none to run (found by the property test)."""
+    steps = [ray_step("train", cache=True)]
+    del steps[0]["ray"]["rayVersion"]
+    shared = {"rayVersion": "2.49.0", "startPolicy": c.START_EAGER}
+    world = World(mljob(copy.deepcopy(steps), rayCluster=shared))
+    world.reconcile()
+    world.finish("train")
+    world.reconcile()
+    assert world.status["phase"] == c.SUCCEEDED
+    world.edit(labels={"team": "a"})  # a new run; the fingerprint does not count labels
+    world.reconcile()
+    assert world.status["run"] == 2 and world.status["phase"] == c.SUCCEEDED
+    assert world.step("train")["cachedFromRun"] == 1
+    assert [key for key in world.created if key[0] == c.RAY_CLUSTER_KIND] == [
+        (c.RAY_CLUSTER_KIND, "churn-r1-ray")
+    ]

@@ -48,6 +48,12 @@ def _step_of(world: GlueWorld, key: tuple[str, str]) -> str:
     return world.children[key]["metadata"]["labels"][c.LABEL_STEP]
 
 
+def _succeeded_in_run(world: GlueWorld, kind: str, step: str, run: int) -> bool:
+    """Whether this test made a child of `step` in `run` succeed (any attempt)."""
+    name = re.compile(rf"^{re.escape(world.mljob['metadata']['name'])}-{step}-r{run}(-a\d+)?$")
+    return any(k == kind and name.match(n) for k, n in world.succeeded)
+
+
 def _check_plan(world: GlueWorld, before: dict, written, sent: list[Create], allowed) -> None:
     """Safety, terminal stays terminal, nothing starts after a failure."""
     after = world.mljob["status"]
@@ -68,7 +74,14 @@ def _check_plan(world: GlueWorld, before: dict, written, sent: list[Create], all
         for dep in deps[create.step]:
             entry = entries[dep]
             assert entry["phase"] == c.SUCCEEDED, f"{create.step} started before {dep} succeeded"
-            assert (entry["kind"], entry["child"]) in world.succeeded, f"{dep} never succeeded"
+            if entry.get("cachedFromRun"):  # the cache: its child succeeded in that earlier run
+                earlier = entry["cachedFromRun"]
+                assert earlier < status["run"], f"{dep} cached from run {earlier}, not earlier"
+                assert _succeeded_in_run(world, entry["kind"], dep, earlier), (
+                    f"{dep} cached from run {earlier}, where it never succeeded"
+                )
+            else:
+                assert (entry["kind"], entry["child"]) in world.succeeded, f"{dep} never succeeded"
     for entry in status["steps"]:
         assert entry["attempts"] <= allowed[entry["name"]], f"{entry['name']}: too many attempts"
         failures = entry.get("failures") or []
