@@ -15,12 +15,8 @@ EVALUATION_FILE = "evaluation/metrics.json"
 
 
 def data_uri(relative: str) -> str:
-    """A location under MLJOB_DATA_PATH, in the form pyarrow/Ray understand: Spark's `s3a://`
-    is `s3://` for them."""
-    root = os.environ["MLJOB_DATA_PATH"].rstrip("/")
-    if root.startswith("s3a://"):
-        root = "s3://" + root.removeprefix("s3a://")
-    return f"{root}/{relative}"
+    """A location under MLJOB_DATA_PATH, in the form pyarrow/Ray understand."""
+    return f"{to_arrow_uri(os.environ['MLJOB_DATA_PATH'])}/{relative}"
 
 
 def to_arrow_uri(path: str) -> str:
