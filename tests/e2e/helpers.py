@@ -27,6 +27,10 @@ T = TypeVar("T")
 # The Ray head runs entrypoints with this machine's venv first on PATH: `python` has Ray.
 PYTHON = "python"
 HTTP_MODE = {"submissionMode": "HTTPMode"}
+# Extra seconds for a wait that includes a spark-submit: the concurrent scenarios' submissions
+# queue on the Spark operator's workers (mljob.testing.e2e.SPARK_OPERATOR_WORKERS) and two cores,
+# so a scenario's budget covers the others' JVMs too. It only delays a failure.
+SUBMIT_QUEUE = 180
 
 
 def spark(name: str, template: dict | None = None, **extra: Any) -> dict:

@@ -12,6 +12,7 @@ from .helpers import (
     RAYCLUSTER,
     RAYJOB,
     SPARK,
+    SUBMIT_QUEUE,
     condition,
     create,
     get,
@@ -49,7 +50,7 @@ def test_deleting_the_mljob_mid_run_removes_every_child_and_pod(api, ns, e2e_wor
     wait_for(
         lambda: items(api, SPARK, ns) and spark_state(api, ns, "gone-prepare-r1") == "RUNNING",
         "the SparkApplication to be RUNNING",
-        timeout=120,
+        timeout=120 + SUBMIT_QUEUE,
     )
     job = wait_for(
         lambda: (
@@ -88,7 +89,9 @@ def test_suspend_and_resume_under_the_real_controllers(api, ns):
     create(api, MLJOB, ns, mljob("pause", *steps))
 
     # Spark: the Spark operator deletes the driver (SUSPENDING -> SUSPENDED) ...
-    wait_for(lambda: spark_state(api, ns, "pause-prepare-r1") == "RUNNING", "RUNNING", 120)
+    wait_for(
+        lambda: spark_state(api, ns, "pause-prepare-r1") == "RUNNING", "RUNNING", 120 + SUBMIT_QUEUE
+    )
     patch_spec(api, ns, "pause", {"suspend": True})
     wait_for(lambda: spark_state(api, ns, "pause-prepare-r1") == "SUSPENDED", "SUSPENDED", 60)
     wait_for(lambda: not pods(api, ns), "the driver pod to be deleted", 60)
@@ -96,7 +99,11 @@ def test_suspend_and_resume_under_the_real_controllers(api, ns):
     assert step(suspended, "prepare")["childSuspended"] is True
     # ... and resubmits on resume (RESUMING -> SUBMITTED -> RUNNING -> COMPLETED).
     patch_spec(api, ns, "pause", {"suspend": False})
-    wait_for(lambda: spark_state(api, ns, "pause-prepare-r1") == "COMPLETED", "COMPLETED", 120)
+    wait_for(
+        lambda: spark_state(api, ns, "pause-prepare-r1") == "COMPLETED",
+        "COMPLETED",
+        120 + SUBMIT_QUEUE,
+    )
     app = get(api, SPARK, ns, "pause-prepare-r1")
     assert app["status"]["submissionAttempts"] >= 2, app["status"]
 
@@ -141,7 +148,7 @@ def test_a_failed_spark_submit_fails_the_step_with_its_error(api, ns, e2e_world)
     )
     create(api, MLJOB, ns, mljob("bad", spark("prepare")))
 
-    failed = wait_phase(api, ns, "bad", "Failed", timeout=120)
+    failed = wait_phase(api, ns, "bad", "Failed", timeout=120 + SUBMIT_QUEUE)
     prepare = step(failed, "prepare")
     state = get(api, SPARK, ns, "bad-prepare-r1")["status"]["applicationState"]
     # The Spark operator v2.5.2 goes straight to FAILED (restartPolicy Never), with its own

@@ -11,6 +11,7 @@ from .helpers import (
     RAYCLUSTER,
     RAYJOB,
     SPARK,
+    SUBMIT_QUEUE,
     condition,
     create,
     get,
@@ -41,7 +42,7 @@ def test_churn_shaped_pipeline_succeeds(api, ns, e2e_world):
     steps = [spark("prepare"), ray("train", TRAIN), ray("evaluate", EVALUATE)]
     create(api, ("mljob.io", "v1alpha1", "mljobs"), ns, mljob("churn", *steps))
 
-    done = wait_phase(api, ns, "churn", "Succeeded", timeout=240)
+    done = wait_phase(api, ns, "churn", "Succeeded", timeout=240 + SUBMIT_QUEUE)
     status = done["status"]
     assert [(s["name"], s["phase"], s["childState"]) for s in status["steps"]] == [
         ("prepare", "Succeeded", "COMPLETED"),
@@ -101,7 +102,7 @@ def test_spark_driver_failure_then_retry_succeeds(api, ns):
     steps = [spark("prepare", failing, retries=1, backoffSeconds=1)]
     create(api, ("mljob.io", "v1alpha1", "mljobs"), ns, mljob("etl", *steps))
 
-    done = wait_phase(api, ns, "etl", "Succeeded", timeout=180)
+    done = wait_phase(api, ns, "etl", "Succeeded", timeout=180 + SUBMIT_QUEUE)
     prepare = step(done, "prepare")
     assert prepare["attempts"] == 2
     assert prepare["child"] == "etl-prepare-r1-a2"
