@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from mljob.validation import ray_cluster_spec_errors
+from mljob.validation import ray_cluster_spec_errors, ray_image_version, ray_job_errors
 
 Obj = dict[str, Any]
 RESTART = "spec.workerGroupSpecs[0].template.spec.restartPolicy"
@@ -61,3 +61,81 @@ def test_without_autoscaling_the_restart_policy_is_free() -> None:
     spec["enableInTreeAutoscaling"] = False
     spec["workerGroupSpecs"][0].update(minReplicas=1, maxReplicas=1)
     assert restart_errors(spec) == []
+
+
+# --- KubeRay's RayJob rules (ValidateRayJobSpec) -------------------------------------------------
+def ray_job(**spec: Any) -> Obj:
+    pod = {"containers": [{"name": "ray", "image": "registry.example.com/app:1"}]}
+    cluster_spec = {
+        "headGroupSpec": {"template": {"spec": pod}},
+        "workerGroupSpecs": [
+            {"groupName": "w", "minReplicas": 1, "maxReplicas": 1, "template": {"spec": pod}}
+        ],
+    }
+    return {"spec": {"entrypoint": "python a.py", "rayClusterSpec": cluster_spec, **spec}}
+
+
+SHARED = {"ray.io/cluster": "churn-r1"}
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (
+            {"ttlSecondsAfterFinished": 1},
+            ["spec.ttlSecondsAfterFinished: needs shutdownAfterJobFinishes: true"],
+        ),
+        ({"ttlSecondsAfterFinished": 1, "shutdownAfterJobFinishes": True}, []),
+        ({"ttlSecondsAfterFinished": 0}, []),
+        (
+            {"submissionMode": "SidecarMode", "submitterPodTemplate": {}},
+            ["spec.submissionMode: SidecarMode excludes a shared cluster and submitter fields"],
+        ),
+        (
+            {"submissionMode": "SidecarMode", "submitterConfig": {}},
+            ["spec.submissionMode: SidecarMode excludes a shared cluster and submitter fields"],
+        ),
+        ({"submissionMode": "SidecarMode"}, []),
+    ],
+)
+def test_ray_job_rules(spec: Obj, expected: list[str]) -> None:
+    assert list(ray_job_errors(ray_job(**spec), "spec")) == expected
+
+
+def test_sidecar_mode_takes_a_head_whose_restart_policy_is_empty() -> None:
+    job = ray_job(submissionMode="SidecarMode")
+    job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["restartPolicy"] = ""
+    assert list(ray_job_errors(job, "spec")) == []
+
+
+def test_a_group_with_ray_resources_in_both_places_is_refused() -> None:
+    job = ray_job()
+    worker = job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    worker.update(resources={"GPU": "1"}, rayStartParams={"num-gpus": "1"})
+    assert list(ray_job_errors(job, "spec")) == [
+        "spec.rayClusterSpec.workerGroupSpecs[0]: set Ray resources in rayStartParams or "
+        "resources, not both"
+    ]
+
+
+def test_without_autoscaling_a_worker_group_needs_ordered_replica_bounds() -> None:
+    job = ray_job()
+    job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0].update(minReplicas=3, maxReplicas=1)
+    assert list(ray_job_errors(job, "spec")) == [
+        "spec.rayClusterSpec.workerGroupSpecs[0]: need 0 <= minReplicas <= maxReplicas"
+    ]
+
+
+# --- Ray image tags ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        ("rayproject/ray:2.49.0-py311-gpu", ((2, 49), "py311")),
+        ("registry.example.com/mirror/ray-ml:2.47.1", ((2, 47), "")),
+        ("ray:2.49.0", ((2, 49), "")),
+        ("registry.example.com/ray/app:2.49.0", None),  # the repository is app, not ray
+        ("rayproject/ray:latest", None),
+    ],
+)
+def test_a_ray_images_tag_says_its_version(image: str, expected: Any) -> None:
+    assert ray_image_version(image) == expected
