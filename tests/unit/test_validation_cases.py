@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from mljob.validation import ray_cluster_spec_errors, ray_image_version, ray_job_errors
+from mljob.testing.corpus import mljob
+from mljob.validation import ray_cluster_spec_errors, ray_image_version, ray_job_errors, validate
 
 Obj = dict[str, Any]
 RESTART = "spec.workerGroupSpecs[0].template.spec.restartPolicy"
@@ -139,3 +140,70 @@ def test_without_autoscaling_a_worker_group_needs_ordered_replica_bounds() -> No
 )
 def test_a_ray_images_tag_says_its_version(image: str, expected: Any) -> None:
     assert ray_image_version(image) == expected
+
+
+# --- a step's fields of the wrong type: one message naming the field and what it must be ------
+def step_field(engine: str, key: str, value: Any) -> list[str]:
+    job = mljob()
+    step = job["spec"]["steps"][0 if engine == "spark" else 1][engine]
+    if value is None:
+        step.pop(key)
+    else:
+        step[key] = value
+    return validate(job)
+
+
+SPARK = "spec.steps[0].spark"
+RAY = "spec.steps[1].ray"
+
+
+@pytest.mark.parametrize(
+    ("engine", "key", "value", "expected"),
+    [
+        (
+            "spark",
+            "mainApplicationFile",
+            None,
+            f"{SPARK}.mainApplicationFile: required (e.g. local:///app/etl.py)",
+        ),
+        ("spark", "arguments", "--rows 5", f"{SPARK}.arguments: must be a list of strings"),
+        (
+            "spark",
+            "hadoopConf",
+            {"a": 1},
+            f"{SPARK}.hadoopConf.a: must be a string (quote numbers and booleans)",
+        ),
+        ("spark", "env", {"A": "b"}, f"{SPARK}.env: must be a list of {{name, value}}"),
+        ("spark", "deps", {"files": "a.py"}, f"{SPARK}.deps.files: must be a list of strings"),
+        (
+            "spark",
+            "deps",
+            {"packages": "x:y:1"},
+            f"{SPARK}.deps.packages: must be a list of strings",
+        ),
+        ("spark", "driver", {"memory": 2}, f"{SPARK}.driver.memory: must be a string, got int"),
+        ("spark", "executor", {"memory": 2}, f"{SPARK}.executor.memory: must be a string, got int"),
+        (
+            "spark",
+            "driver",
+            {"coreLimit": 1},
+            f"{SPARK}.driver.coreLimit: must be a string, got int",
+        ),
+        ("ray", "entrypoint", None, f"{RAY}.entrypoint: required (e.g. python /app/train.py)"),
+        ("ray", "runtimeEnv", "pip: [x]", f"{RAY}.runtimeEnv: must be a mapping, got str"),
+        (
+            "ray",
+            "workers",
+            {"replicas": "two"},
+            f"{RAY}.workers.replicas: must be an integer, got 'two'",
+        ),
+    ],
+)
+def test_a_field_of_the_wrong_type_is_one_message(
+    engine: str, key: str, value: Any, expected: str
+) -> None:
+    assert step_field(engine, key, value) == [expected]
+
+
+def test_a_ray_template_that_is_not_a_mapping_is_named() -> None:
+    assert f"{RAY}.template: must be a mapping, got str" in step_field("ray", "template", "x")
