@@ -111,5 +111,5 @@ def test_a_failing_step_stops_the_pipeline_and_keeps_earlier_outputs(failing_run
     assert any(line.split()[:3] == ["evaluate", "ray", "skipped"] for line in lines)
     assert any(line.split()[:3] == ["serve", "serve", "skipped"] for line in lines)
     assert "about to fail" in failing_run.output  # the tail of the failing step's log
-    assert list((failing_run.run_dir / "features" / "train").glob("*.parquet"))
+    assert list((failing_run.run_dir / "prepare" / "features" / "train").glob("*.parquet"))
     assert not (failing_run.run_dir / "evaluation").exists()

@@ -50,4 +50,4 @@ def test_ctrl_c_stops_every_process_and_says_what_was_left(tmp_path: Path) -> No
     while (left := [p for p in started if alive(p)]) and time.monotonic() < deadline:
         time.sleep(0.2)  # reaping by init can lag a moment behind the group's SIGKILL
     assert not left, f"processes left behind: {left}"
-    assert list((tmp_path / "churn" / "run-1" / "features" / "train").glob("*.parquet"))
+    assert list((tmp_path / "churn" / "run-1" / "prepare" / "features" / "train").glob("*.parquet"))
