@@ -26,11 +26,12 @@ ROUNDS, EVERY, FAIL_AFTER = 40, 10, 20
 # Both models see the same rows and validation split and end with ROUNDS trees, but they are
 # not bit-identical: Ray Data hands the two workers other shards on each training, and the
 # resumed booster restarts XGBoost's row subsampling (subsample 0.9) from its seed at round
-# FAIL_AFTER. Two trainings of this size on ~2,500 validation rows differ by about 0.01 in AUC
-# either way (measured: the resumed model 0.840, the uninterrupted one 0.827, in one run), so
-# "as good as" is one-sided with a margin above that noise. What resuming itself must get
-# right, the rounds, is checked exactly (resumed at FAIL_AFTER, a model of ROUNDS rounds).
-TOLERANCE = 0.02
+# FAIL_AFTER. Two trainings of this size on ~2,500 validation rows differ by about 0.01 either
+# way (measured in three runs, resumed minus uninterrupted: AUC +0.013, +0.010, +0.001; accuracy
+# +0.008, +0.010, -0.008; log loss -0.013, -0.010, +0.010), so "as good as" is one-sided with
+# a margin above that noise. What resuming itself must get right, the rounds, is checked
+# exactly (resumed at FAIL_AFTER, a model of ROUNDS rounds).
+TOLERANCE = 0.025
 
 
 @dataclass
