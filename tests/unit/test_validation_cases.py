@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from mljob.testing.corpus import mljob
+from mljob.testing.corpus import mljob, shared_cluster_mljob
 from mljob.validation import ray_cluster_spec_errors, ray_image_version, ray_job_errors, validate
 
 Obj = dict[str, Any]
@@ -207,3 +207,14 @@ def test_a_field_of_the_wrong_type_is_one_message(
 
 def test_a_ray_template_that_is_not_a_mapping_is_named() -> None:
     assert f"{RAY}.template: must be a mapping, got str" in step_field("ray", "template", "x")
+
+
+@pytest.mark.parametrize("key", ["rayVersion", "image", "head", "workers"])
+def test_a_ray_step_on_the_shared_cluster_names_the_cluster_fields_it_cannot_use(key: str) -> None:
+    job = shared_cluster_mljob()
+    job["spec"]["steps"][1]["ray"][key] = {"cpu": "1"} if key in ("head", "workers") else "x"
+    expected = (
+        f"spec.steps[1].ray.{key}: not used when spec.rayCluster is set (the step runs on the "
+        f"shared cluster); remove it or set spec.rayCluster.{key}"
+    )
+    assert expected in validate(job)
