@@ -323,6 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="fail (instead of warning) when a step's rayVersion/sparkVersion is not the "
         "installed Ray/PySpark to the minor version",
     )
+    run.add_argument(
+        "--exit-after-smoke",
+        action="store_true",
+        help="end the run once its serve steps' applications run and answered their smoke "
+        "requests (default: keep serving on 127.0.0.1 until Ctrl-C); for scripts and CI",
+    )
 
     validate = add(
         "validate",
@@ -352,12 +358,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="the MLJob's uid for the children's ownerReferences (on a cluster the operator "
         "uses the real one; the default placeholder owns nothing, so the garbage collector "
         "would delete children created from this output)",
-    )
-    run.add_argument(
-        "--exit-after-smoke",
-        action="store_true",
-        help="end the run once its serve steps' applications run and answered their smoke "
-        "requests (default: keep serving on 127.0.0.1 until Ctrl-C); for scripts and CI",
     )
 
     status = add(
