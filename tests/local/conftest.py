@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import shutil
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,15 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "churn"
 SMALL_ROWS = "20000"
+
+
+def ctrl_c_as_in_a_terminal() -> None:
+    """preexec_fn for a `mljob run` a test stops with SIGINT: SIGINT at its default and not
+    blocked, as in a terminal's foreground job. Both are inherited: a shell without job control
+    (CI's background jobs) starts its children with SIGINT ignored, and Python then installs no
+    KeyboardInterrupt handler (a CI run had three Ctrl-C tests see the run go on to exit 0)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def small_example(tmp_path: Path, *, break_step: str | None = None, serve: bool = False) -> Path:

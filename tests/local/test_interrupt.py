@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import alive, descendants, small_example
+from .conftest import alive, ctrl_c_as_in_a_terminal, descendants, small_example
 
 pytestmark = pytest.mark.needs_java
 
@@ -23,6 +23,7 @@ def test_ctrl_c_stops_every_process_and_says_what_was_left(tmp_path: Path) -> No
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
     assert runner.stdout is not None
     seen = []

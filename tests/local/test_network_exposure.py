@@ -24,7 +24,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import Listener, alive, descendants, listeners, open_inodes
+from .conftest import (
+    Listener,
+    alive,
+    ctrl_c_as_in_a_terminal,
+    descendants,
+    listeners,
+    open_inodes,
+)
 
 pytestmark = pytest.mark.needs_java
 
@@ -187,7 +194,9 @@ class LocalRunUnderTest:
         command = [sys.executable, "-m", "mljob.cli", "run", str(manifest)]
         command += ["--runs-dir", str(self.tmp_path / "runs"), "--exit-after-smoke"]
         with self.output_file.open("wb") as out:
-            self.runner = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+            self.runner = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, preexec_fn=ctrl_c_as_in_a_terminal
+            )
 
     @property
     def output(self) -> str:

@@ -19,7 +19,7 @@ import yaml
 
 from mljob.local.runner import RunOptions, run_local
 
-from .conftest import alive, descendants, listeners, open_inodes
+from .conftest import alive, ctrl_c_as_in_a_terminal, descendants, listeners, open_inodes
 
 RUN_TIMEOUT_SECONDS = 400.0  # Ray, Serve and a replica on a busy 2-core machine
 GONE_TIMEOUT_SECONDS = 30.0
@@ -113,7 +113,9 @@ def serving_run(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]
     command = [sys.executable, "-m", "mljob.cli", "run", str(manifest)]
     command += ["--runs-dir", str(tmp_path / "runs")]  # no --exit-after-smoke: serves
     with output.open("wb") as out:
-        runner = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        runner = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, preexec_fn=ctrl_c_as_in_a_terminal
+        )
     try:
         yield runner, output
     finally:
