@@ -65,12 +65,10 @@ Obj = dict[str, Any]
 ChildKey = tuple[str, str]  # (kind, name)
 
 
-@dataclass(frozen=True)
-class Create:
-    """Create this full object (a 409 means it exists already: treat as done)."""
+class _WholeObject:
+    """An action carrying the full object: its kind and name are the body's."""
 
     body: Obj
-    step: str | None = None  # None for the shared RayCluster
 
     @property
     def kind(self) -> str:
@@ -79,6 +77,14 @@ class Create:
     @property
     def name(self) -> str:
         return str(self.body["metadata"]["name"])
+
+
+@dataclass(frozen=True)
+class Create(_WholeObject):
+    """Create this full object (a 409 means it exists already: treat as done)."""
+
+    body: Obj
+    step: str | None = None  # None for the shared RayCluster
 
 
 @dataclass(frozen=True)
@@ -105,21 +111,13 @@ class Patch:
 
 
 @dataclass(frozen=True)
-class Update:
+class Update(_WholeObject):
     """Replace a serve step's RayService spec with `body`'s, and set its labels and annotations
     (a new run's model, rolled out by KubeRay's zero-downtime upgrade; a 404 means it is gone:
     the next plan sees that). The glue applies it where it would apply a Create."""
 
     body: Obj
     step: str
-
-    @property
-    def kind(self) -> str:
-        return str(self.body["kind"])
-
-    @property
-    def name(self) -> str:
-        return str(self.body["metadata"]["name"])
 
 
 Action = Create | Delete | Patch | Update

@@ -31,6 +31,17 @@ def _condition(kind: str, status: str, reason: str, message: str, generation: in
     }
 
 
+def _ready(generation: int) -> Obj:
+    """Ready True: KubeRay's reason once the serve Service has endpoints."""
+    return _condition(
+        "Ready",
+        "True",
+        "NonZeroServeEndpoints",
+        "Number of serve endpoints is greater than 0",
+        generation,
+    )
+
+
 def apps(status: str = "RUNNING", message: str = "", app: str = "serve") -> Obj:
     """applicationStatuses as KubeRay copies them from the dashboard's Serve status."""
     deployment = {"status": "HEALTHY" if status == "RUNNING" else "UPDATING", "message": ""}
@@ -74,13 +85,7 @@ def deploying(
         )
     )
     ready = (
-        _condition(
-            "Ready",
-            "True",
-            "NonZeroServeEndpoints",
-            "Number of serve endpoints is greater than 0",
-            generation,
-        )
+        _ready(generation)
         if endpoints
         else _condition("Ready", "False", "Initializing", "RayService is initializing", generation)
     )
@@ -103,13 +108,7 @@ def serving(generation: int, active: str, applications: Obj | None = None) -> Ob
     return {
         "observedGeneration": generation,
         "conditions": [
-            _condition(
-                "Ready",
-                "True",
-                "NonZeroServeEndpoints",
-                "Number of serve endpoints is greater than 0",
-                generation,
-            ),
+            _ready(generation),
             _condition(
                 "UpgradeInProgress",
                 "False",
