@@ -66,6 +66,19 @@ def start_serving(api_client, namespace: str, name: str, *steps: dict) -> dict:
     return wait_phase(api_client, namespace, name, "Succeeded")
 
 
+def finish_run_2s_train(api_client, namespace: str) -> None:
+    """Play KubeRay: run 2's train RayJob succeeds, so run 2 reaches its serve step."""
+    train = wait_for(
+        lambda: [
+            j["metadata"]["name"]
+            for j in children(api_client, RAYJOB, namespace)
+            if j["metadata"]["labels"]["mljob.io/run"] == "2"
+        ],
+        "run 2's train RayJob",
+    )[0]
+    finish_rayjob(api_client, namespace, train)
+
+
 def test_create_then_ready_records_the_endpoint_and_the_live_run(api_client, namespace):
     job = start_serving(api_client, namespace, "m", serve())
     entry = next(s for s in job["status"]["steps"] if s["name"] == "serve")
@@ -94,15 +107,7 @@ def test_a_new_run_updates_the_same_rayservice_and_succeeds_once_the_new_version
     start_serving(api_client, namespace, "u", serve())
     uid = rayservice(api_client, namespace, "u-serve")["metadata"]["uid"]
     patch_spec(api_client, namespace, "u", {"env": [{"name": "MODEL", "value": "v2"}]})  # run 2
-    train = wait_for(
-        lambda: [
-            j["metadata"]["name"]
-            for j in children(api_client, RAYJOB, namespace)
-            if j["metadata"]["labels"]["mljob.io/run"] == "2"
-        ],
-        "run 2's train RayJob",
-    )[0]
-    finish_rayjob(api_client, namespace, train)
+    finish_run_2s_train(api_client, namespace)
     updated = wait_for(
         lambda: (
             s
@@ -145,15 +150,7 @@ def test_a_new_run_updates_the_same_rayservice_and_succeeds_once_the_new_version
 def test_a_failed_update_fails_the_step_and_leaves_the_old_version_live(api_client, namespace):
     start_serving(api_client, namespace, "f", serve(retries=2, backoffSeconds=0))
     patch_spec(api_client, namespace, "f", {"env": [{"name": "MODEL", "value": "broken"}]})
-    train = wait_for(
-        lambda: [
-            j["metadata"]["name"]
-            for j in children(api_client, RAYJOB, namespace)
-            if j["metadata"]["labels"]["mljob.io/run"] == "2"
-        ],
-        "run 2's train RayJob",
-    )[0]
-    finish_rayjob(api_client, namespace, train)
+    finish_run_2s_train(api_client, namespace)
     wait_for(
         lambda: rayservice(api_client, namespace, "f-serve")["metadata"]["generation"] == 2,
         "the RayService to be updated",

@@ -501,13 +501,9 @@ def test_cancel_running_never_deletes_the_rayservice_the_next_run_updates_it() -
     assert world.job["status"]["serving"][0]["liveRun"] == 1
 
 
-def test_a_lost_status_write_after_the_update_adopts_it() -> None:
-    world = serving_world()
-    world.new_run("/v2")
-    world.settle()
-    assert world.service["metadata"]["labels"][c.LABEL_RUN] == "2"
-    # the status write that recorded the update is lost: run 2's serve step never started
-    world.job["status"]["steps"][2] = {
+def never_started_serve_entry() -> dict:
+    """The serve step's status entry as if the writes recording its start were lost."""
+    return {
         "name": "serve",
         "kind": "RayService",
         "child": "",
@@ -516,6 +512,15 @@ def test_a_lost_status_write_after_the_update_adopts_it() -> None:
         "attempts": 0,
         "message": "",
     }
+
+
+def test_a_lost_status_write_after_the_update_adopts_it() -> None:
+    world = serving_world()
+    world.new_run("/v2")
+    world.settle()
+    assert world.service["metadata"]["labels"][c.LABEL_RUN] == "2"
+    # the status write that recorded the update is lost: run 2's serve step never started
+    world.job["status"]["steps"][2] = never_started_serve_entry()
     result = world.plan()
     assert not _kinds(result.actions, planner.Update)
     assert result.status["steps"][2]["attempts"] == 1
@@ -535,15 +540,7 @@ def test_another_attempts_rayservice_of_this_run_is_updated_not_waited_for() -> 
     world = World(pipeline())
     world.settle()
     world.service["metadata"]["labels"][c.LABEL_ATTEMPT] = "2"
-    world.job["status"]["steps"][2] = {
-        "name": "serve",
-        "kind": "RayService",
-        "child": "",
-        "phase": c.PENDING,
-        "childState": "",
-        "attempts": 0,
-        "message": "",
-    }
+    world.job["status"]["steps"][2] = never_started_serve_entry()
     result = world.plan()
     assert _kinds(result.actions, planner.Update) == [("RayService", "churn-serve")]
     assert result.status["steps"][2]["attempts"] == 1
