@@ -295,7 +295,11 @@ def test_the_timer_fires_at_the_minute_and_a_restart_catches_up_once(
         "the run of the first firing, from the timer",
         timeout=40,
     )
-    assert status_of(api_client, namespace, "m")["lastScheduleTime"] == ts(boundary)
+    # The run is created before the status write that records its firing: wait for that write.
+    wait_for(
+        lambda: status_of(api_client, namespace, "m").get("lastScheduleTime") == ts(boundary),
+        "lastScheduleTime recorded as the first firing",
+    )
 
     # The operator dies and comes back 3.5 minutes (of its clock) later: one run, the newest.
     operator.kill()
