@@ -167,6 +167,7 @@ def _check_pipeline_fields(spec: Obj) -> Iterator[str]:
     if shared is not None:
         yield from _check_ray_cluster_fields(shared, spec, "spec.rayCluster")
         if isinstance(shared, dict):
+            yield from _check_type(shared, "template", dict, "spec.rayCluster")
             yield from _check_known(shared, RAY_CLUSTER_FIELDS, "spec.rayCluster")
             start = shared.get("startPolicy")
             if start is not None and start not in c.START_POLICIES:
@@ -501,6 +502,7 @@ def _check_serve(serve: Any, path: str, spec: Obj) -> Iterator[str]:
     if "smoke" in serve:
         yield from _check_smoke(serve["smoke"], f"{path}.smoke")
     yield from _check_ray_cluster_fields(serve, spec, path)
+    yield from _check_type(serve, "template", dict, path)
 
 
 def _check_smoke(smoke: Any, path: str) -> Iterator[str]:
@@ -524,7 +526,9 @@ def _check_smoke(smoke: Any, path: str) -> Iterator[str]:
 
 
 def _check_ray_cluster_fields(ray: Any, spec: Obj, path: str) -> Iterator[str]:
-    """{rayVersion, image, head, workers} of a Ray step with its own cluster or spec.rayCluster."""
+    """{rayVersion, image, head, workers} of a Ray step with its own cluster, a serve step or
+    spec.rayCluster. Not `template`: each caller checks it once (a Ray step for both of its
+    cases, so a template that is not a mapping is reported once)."""
     if not isinstance(ray, dict):
         yield f"{path}: must be a mapping"
         return
@@ -547,8 +551,6 @@ def _check_ray_cluster_fields(ray: Any, spec: Obj, path: str) -> Iterator[str]:
             )
         elastic = numbers and builders.elastic(workers)
         yield from _check_autoscaling(workers, f"{path}.workers", elastic)
-    if "template" in ray:
-        yield from _check_type(ray, "template", dict, path)
 
 
 def _check_autoscaling(workers: Obj, path: str, elastic: bool) -> Iterator[str]:

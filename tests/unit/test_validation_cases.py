@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from mljob.testing.corpus import mljob, shared_cluster_mljob
+from mljob.testing.corpus import BAD_MANIFESTS, mljob, serve_mljob, shared_cluster_mljob
 from mljob.validation import ray_cluster_spec_errors, ray_image_version, ray_job_errors, validate
 
 Obj = dict[str, Any]
@@ -205,8 +205,34 @@ def test_a_field_of_the_wrong_type_is_one_message(
     assert step_field(engine, key, value) == [expected]
 
 
-def test_a_ray_template_that_is_not_a_mapping_is_named() -> None:
-    assert f"{RAY}.template: must be a mapping, got str" in step_field("ray", "template", "x")
+@pytest.mark.parametrize("template", ["x", [{"backoffLimit": 2}]], ids=["str", "list"])
+@pytest.mark.parametrize("where", ["own-cluster", "shared-cluster"])
+def test_a_ray_template_that_is_not_a_mapping_is_one_message(where: str, template: Any) -> None:
+    """Named once whether the step has its own cluster or runs on spec.rayCluster (the own-cluster
+    case was once reported twice: by the step's check and by its cluster fields' check)."""
+    job = mljob() if where == "own-cluster" else shared_cluster_mljob()
+    job["spec"]["steps"][1]["ray"]["template"] = template
+    got = type(template).__name__
+    assert validate(job) == [f"{RAY}.template: must be a mapping, got {got}"]
+
+
+@pytest.mark.parametrize("template", ["x", [{"backoffLimit": 2}]], ids=["str", "list"])
+def test_a_serve_or_shared_cluster_template_that_is_not_a_mapping_is_one_message(
+    template: Any,
+) -> None:
+    got = type(template).__name__
+    serve = serve_mljob()
+    serve["spec"]["steps"][2]["serve"]["template"] = template
+    assert validate(serve) == [f"spec.steps[2].serve.template: must be a mapping, got {got}"]
+    shared = shared_cluster_mljob(template=template)
+    assert validate(shared) == [f"spec.rayCluster.template: must be a mapping, got {got}"]
+
+
+def test_the_corpus_template_cases_are_one_message_each() -> None:
+    cases = {case: (manifest, fragment) for case, manifest, fragment in BAD_MANIFESTS}
+    for case in ("ray-template-not-a-mapping", "shared-cluster-ray-step-template-not-a-mapping"):
+        manifest, fragment = cases[case]
+        assert validate(manifest) == [fragment], case
 
 
 @pytest.mark.parametrize("key", ["rayVersion", "image", "head", "workers"])

@@ -377,6 +377,17 @@ BAD_MANIFESTS: list[tuple[str, Any, str]] = [
         _with("spec.steps.1.ray.template", {"shutdownAfterJobFinishes": "yes"}),
         "spec.steps[1].ray.template: RayJob spec.shutdownAfterJobFinishes: must be true or false",
     ),
+    # A template that is not a mapping: one message (validate() once named it twice).
+    (
+        "ray-template-not-a-mapping",
+        _with("spec.steps.1.ray.template", "shutdownAfterJobFinishes: true"),
+        "spec.steps[1].ray.template: must be a mapping, got str",
+    ),
+    (
+        "shared-cluster-ray-step-template-not-a-mapping",
+        _with("spec.steps.1.ray.template", [{"backoffLimit": 2}], shared_cluster_mljob()),
+        "spec.steps[1].ray.template: must be a mapping, got list",
+    ),
     (
         "ray-template-enum",
         _with(
