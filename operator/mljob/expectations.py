@@ -12,7 +12,10 @@ operator's own writes, so the glue (handlers.py) keeps, per MLJob,
 - whether a reconcile already waits for the MLJob's lock (`try_wait`): a trigger that finds
   one returns at once, as the waiter will read the newest state once in (coalescing);
 - the pending delayed reconcile (`replace_timer`) and when a child's terminal state was seen
-  (`saw_terminal`, for mljob_operator_step_transition_seconds).
+  (`saw_terminal`, for mljob_operator_step_transition_seconds);
+- since when a status write has been held back (`defer_status`): a live child's progress
+  alone (planner.progress_only) waits up to `debounce` seconds for the next write;
+- how many reconciles in a row raised (`reconcile_failed`), for the retry's backoff.
 
 Also the pure decisions around the API's answers: which of two bodies is newer (`newer`),
 whether a child is owned by an MLJob (`owned_by`), and what a create's answer means
@@ -37,6 +40,15 @@ ChildKey = tuple[str, str]  # (kind, name)
 
 # A child this process created is normally seen through its watch within milliseconds.
 CREATED_MEMORY_SECONDS = 60.0
+# How long a live child's progress (planner.progress_only) may wait for the next status write:
+# a burst of child states (SUBMITTED, RUNNING, ... within this window) becomes one patch, and a
+# state that stays is written at most this long after it was first seen.
+STATUS_DEBOUNCE_SECONDS = 2.0
+# A reconcile that raised (an API error or timeout under load) is tried again after this backoff,
+# doubling per failure in a row up to the cap, instead of waiting for the next event or the
+# slow resync (60 s: issue 14's wave-2 stall had a p99 of 61.6 s).
+RETRY_FIRST_SECONDS = 0.5
+RETRY_MAX_SECONDS = 30.0
 # Answers to a create that refuse this body for good (bad request, forbidden by RBAC or an
 # admission webhook or a quota, invalid): retrying the same body would be refused again.
 REJECTING_STATUSES = frozenset({400, 403, 422})
@@ -116,9 +128,13 @@ class Memory:
         self,
         clock: Callable[[], float] = time.monotonic,
         created_ttl: float = CREATED_MEMORY_SECONDS,
+        debounce: float = STATUS_DEBOUNCE_SECONDS,
     ) -> None:
         self.clock = clock
         self.created_ttl = created_ttl
+        self.debounce = debounce
+        self.held_since: dict[Key, float] = {}
+        self.failures: dict[Key, int] = {}
         self.latest: dict[Key, Obj] = {}
         self.created: dict[Key, dict[ChildKey, tuple[float, Obj]]] = {}
         self.waiting: set[Key] = set()
@@ -194,6 +210,33 @@ class Memory:
             *(child for _, child in pending.values() if owned_by(child, uid)),
         ]
 
+    # --- status writes held back ---
+    def defer_status(self, key: Key, progress_only: bool) -> float | None:
+        """Whether to hold back this reconcile's status write: None to write now (anything but a
+        child's progress, or progress held back `debounce` seconds already), else the seconds
+        until it is due (the glue reconciles again then). The clock runs from the first change
+        held back, so a child that keeps changing does not hold its state back for longer."""
+        if not progress_only or self.debounce <= 0:
+            self.held_since.pop(key, None)
+            return None
+        now = self.clock()
+        due = self.held_since.setdefault(key, now) + self.debounce - now
+        if due <= 0:
+            self.held_since.pop(key, None)
+            return None
+        return due
+
+    # --- failed reconciles ---
+    def reconcile_failed(self, key: Key) -> float:
+        """A reconcile of this MLJob raised: the seconds until it is tried again (doubling per
+        failure in a row, RETRY_FIRST_SECONDS up to RETRY_MAX_SECONDS)."""
+        failures = self.failures.get(key, 0) + 1
+        self.failures[key] = failures
+        return float(min(RETRY_FIRST_SECONDS * 2 ** (failures - 1), RETRY_MAX_SECONDS))
+
+    def reconcile_succeeded(self, key: Key) -> None:
+        self.failures.pop(key, None)
+
     # --- coalescing, timers, transition latency ---
     def try_wait(self, key: Key) -> bool:
         """Take the one waiting place of this MLJob's reconciles; False when a reconcile waits
@@ -233,5 +276,7 @@ class Memory:
         self.created.pop(key, None)
         self.locks.pop(key, None)
         self.terminal_seen.pop(key, None)
+        self.held_since.pop(key, None)
+        self.failures.pop(key, None)
         self.waiting.discard(key)
         self.replace_timer(key, None)

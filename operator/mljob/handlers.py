@@ -35,6 +35,8 @@ from mljob.planner import (
     Plan,
     Update,
     plan,
+    posted_events,
+    progress_only,
     record_create_rejected,
     status_patch,
 )
@@ -46,6 +48,10 @@ RESYNC_SECONDS = float(os.environ.get("MLJOB_RESYNC_SECONDS", "60"))
 # How long a peer's keep-alive counts; a standby replica takes over at most this long after the
 # active one died without saying goodbye (SIGKILL, node loss).
 PEERING_LIFETIME_SECONDS = int(os.environ.get("MLJOB_PEERING_LIFETIME_SECONDS", "60"))
+# How long a child's progress alone may wait for the next status write (0: never held back).
+STATUS_DEBOUNCE_SECONDS = float(
+    os.environ.get("MLJOB_STATUS_DEBOUNCE_SECONDS", expectations.STATUS_DEBOUNCE_SECONDS)
+)
 
 CHILD_RESOURCES = {k.kind: k.resource for k in kinds.CHILD_KINDS}
 OWNED = {c.LABEL_NAME: kopf.PRESENT}
@@ -62,7 +68,7 @@ class _State:
     def __init__(self) -> None:
         self.api: kube.Api | None = None
         self.indexes: Any = None
-        self.memory = expectations.Memory()
+        self.memory = expectations.Memory(debounce=STATUS_DEBOUNCE_SECONDS)
 
 
 state = _State()
@@ -103,15 +109,34 @@ def _owned_child(namespace: str | None, labels: kopf.Labels, **_: Any) -> bool:
     return sharding.owns(namespace, labels.get(c.LABEL_NAME))
 
 
+# The index functions are `async` although they never await: kopf runs a sync handler in its
+# thread pool (a thread hop, a task and a context copy per watch event), an async one inline.
 @kopf.index(c.GROUP, c.VERSION, c.PLURAL, when=_owned_mljob)
-def mljobs(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, Obj]:
+async def mljobs(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, Obj]:
     return {(namespace, name): copy.deepcopy(dict(body))}
 
 
-def _index_children(
+async def _index_children(
     namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any
 ) -> dict[Key, Obj]:
     return {(namespace, labels[c.LABEL_NAME]): _slim(body)}
+
+
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf's diff base, kept for nothing. On every watch event kopf builds a deep copy of the
+    object without its status (the "essence") and diffs it with the last handled one, for the
+    on.create/update/delete/resume/field handlers. This operator has none: index and event
+    handlers only (tests/unit/test_kopf_glue.py checks the registry), so the copy, a whole
+    RayJob spec per child event, is skipped."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> Any:
+        return None
+
+    def fetch(self, *, body: kopf.Body) -> Any:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: Any) -> None:
+        return None
 
 
 # --- startup and the safety-net resync ---
@@ -124,6 +149,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: 
     settings.posting.reporting_instance = os.environ.get("HOSTNAME") or "mljob-operator"
     settings.posting.event_name_prefix = "mljob-"
     settings.peering.lifetime = PEERING_LIFETIME_SECONDS
+    settings.persistence.diffbase_storage = NoDiffBase()
     state.api = kube.api()
     # API calls run in threads: as many as the connection pool (the default is cpus + 4).
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(kube.POOL_SIZE))
@@ -166,6 +192,9 @@ async def _resync_forever() -> None:
                 await reconcile(*key, trigger="resync")
             except Exception:
                 logger.exception("resync of %s/%s failed", *key, extra=_log_fields(key))
+            # A reconcile with nothing to write never yields: without this, a resync of
+            # thousands of MLJobs would hold the event loop (and every event) for seconds.
+            await asyncio.sleep(0)
 
 
 # --- events ---
@@ -214,13 +243,27 @@ for _kind, _index_id in zip(kinds.CHILD_KINDS, CHILD_INDEXES, strict=True):
 # --- reconcile ---
 async def reconcile(namespace: str, name: str, trigger: str = "mljob") -> None:
     """Plan from the newest MLJob and its observed children, then apply: creates/deletes,
-    the status patch (only when it changed), and Events for the transitions."""
+    the status patch (only when it changed), and Events for the transitions. One that raises
+    is tried again after a short backoff (expectations.Memory.reconcile_failed): the event that
+    triggered it may be the last one this MLJob gets (a child's terminal state)."""
+    key = (namespace, name)
     metrics.RECONCILES.labels(trigger).inc()
-    with (
-        metrics.RECONCILE_DURATION.time(),
-        metrics.RECONCILE_ERRORS.labels(trigger).count_exceptions(),
-    ):
-        await _reconcile((namespace, name))
+    try:
+        with (
+            metrics.RECONCILE_DURATION.time(),
+            metrics.RECONCILE_ERRORS.labels(trigger).count_exceptions(),
+        ):
+            await _reconcile(key)
+    except Exception:
+        if key not in state.memory.latest:
+            raise  # not known (deleted meanwhile): nothing to try again
+        delay = state.memory.reconcile_failed(key)
+        logger.exception(
+            "reconcile of %s/%s failed; trying again in %.1f s", *key, delay, extra=_log_fields(key)
+        )
+        _schedule(key, delay, trigger="retry")
+    else:
+        state.memory.reconcile_succeeded(key)
 
 
 async def _reconcile(key: Key) -> None:
@@ -241,8 +284,8 @@ async def _reconcile(key: Key) -> None:
         result, started_step = await _apply_actions(mljob, result)
         if started_step and terminal_seen is not None:
             metrics.STEP_TRANSITION.observe(time.perf_counter() - terminal_seen)
-        await _write_status(key, mljob, result)
-        _schedule(key, result.requeue_after)
+        held = await _write_status(key, mljob, result)
+        _schedule(key, _earliest(result.requeue_after, held))
 
 
 def _from_index(index_name: str, key: Key) -> Obj | None:
@@ -335,31 +378,45 @@ def _log_fields(key: Key, run: int | None = None, step: str | None = None) -> di
     return fields
 
 
-async def _write_status(key: Key, mljob: Obj, result: Plan) -> None:
+async def _write_status(key: Key, mljob: Obj, result: Plan) -> float | None:
+    """Patch the status (unless only a child's progress changed and may wait: then say in how
+    many seconds it is due), then post the plan's Events."""
     assert state.api is not None
     old = mljob.get("status") or {}
+    quiet = not result.actions and not result.events
+    held = state.memory.defer_status(key, quiet and progress_only(old, result.status))
+    if held is not None:
+        return held
     patch = status_patch(old, result.status)
     if patch:
         updated = await asyncio.to_thread(state.api.patch_mljob_status, key[0], key[1], patch)
         if not state.memory.status_written(key, updated):
-            return  # a 404: the MLJob is gone
+            return None  # a 404: the MLJob is gone
         metrics.observe_status(old, result.status)
     for event in result.events:
-        kopf.event(mljob, type=event.type, reason=event.reason, message=event.message)
         metrics.EVENTS.labels(event.type, event.reason).inc()
+    for event in posted_events(result.events):
+        kopf.event(mljob, type=event.type, reason=event.reason, message=event.message)
+        metrics.EVENT_POSTS.inc()
+    return None
 
 
-def _schedule(key: Key, delay: float | None) -> None:
-    """Reconcile again after `delay` seconds (a retry's backoff, a deadline, the TTL): the one
-    pending timer per MLJob is replaced by each new plan's."""
+def _schedule(key: Key, delay: float | None, trigger: str = "timer") -> None:
+    """Reconcile again after `delay` seconds (a retry's backoff, a deadline, the TTL, a held
+    status write, a failed reconcile): the one pending timer per MLJob is replaced by each new
+    plan's."""
     if delay is None:
         state.memory.replace_timer(key, None)
         return
     loop = asyncio.get_running_loop()
     timer = loop.call_later(
-        max(delay, 0.0), lambda: asyncio.create_task(reconcile(*key, trigger="timer"))
+        max(delay, 0.0), lambda: asyncio.create_task(reconcile(*key, trigger=trigger))
     )
     state.memory.replace_timer(key, timer)
+
+
+def _earliest(*delays: float | None) -> float | None:
+    return min((d for d in delays if d is not None), default=None)
 
 
 def _forget(key: Key) -> None:

@@ -82,8 +82,12 @@ API_DURATION = Histogram(
 )
 EVENTS = Counter(
     f"{PREFIX}_events",
-    "Kubernetes Events posted on MLJobs, by type and reason.",
+    "Events the operator recorded on MLJobs, by type and reason (the happy path's progress "
+    "Events of one reconcile are posted together as one Event: see event_posts).",
     ["type", "reason"],
+)
+EVENT_POSTS = Counter(
+    f"{PREFIX}_event_posts", "Kubernetes Event objects posted on MLJobs (API writes)."
 )
 WATCH_STREAMS = Counter(
     f"{PREFIX}_watch_streams_started",

@@ -251,6 +251,64 @@ def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> Obj:
     return patch
 
 
+# --- which status changes and Events are worth a write of their own -------------------------
+# A live child's progress inside its step (docs/lifecycle.md, "What is written when"): the step
+# between Pending and Running, the child's raw state, its message and longer text. No Event,
+# no action and nothing a user or the planner acts on follows from it alone, so the glue may
+# hold it back for a short while (expectations.Memory.defer_status) and let it ride on the next
+# write; every other change of status is written at once.
+PROGRESS_FIELDS = frozenset({"phase", "childState", "message", "details"})
+_PROGRESS_PHASES = frozenset({c.PENDING, c.RUNNING})
+
+
+def progress_only(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether status `new` differs from `old` only by live children's progress (see
+    PROGRESS_FIELDS): the same top-level fields but `steps`, the same steps in the same order,
+    and within each step only those fields, the step staying Pending or Running. False when
+    nothing differs (there is nothing to hold back)."""
+    if _changed_keys(old, new) != {"steps"}:
+        return False
+    before, after = old.get("steps") or [], new.get("steps") or []
+    if [e.get("name") for e in before] != [e.get("name") for e in after]:
+        return False
+    for was, now in zip(before, after, strict=True):
+        changed = _changed_keys(was, now)
+        if not changed <= PROGRESS_FIELDS:
+            return False
+        if "phase" in changed and not {was.get("phase"), now.get("phase")} <= _PROGRESS_PHASES:
+            return False
+    return True
+
+
+def _changed_keys(old: Mapping[str, Any], new: Mapping[str, Any]) -> set[str]:
+    return {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
+
+
+# The happy path's progress Events, folded into one Event per reconcile (`posted_events`); the
+# first present here names it.
+_FOLDED_REASONS = (c.EVENT_STEP_SUCCEEDED, c.EVENT_STEP_STARTED, c.EVENT_PIPELINE[c.RUNNING])
+
+
+def posted_events(events: Sequence[Event]) -> list[Event]:
+    """The Events to post for one plan's `events`: the happy path's progress (StepSucceeded,
+    StepStarted, PipelineRunning) as ONE Normal Event, named by the first of those reasons
+    present, whose message has each folded Event's message on a line of its own; every other
+    Event (Warnings, the pipeline's end, RunStarted, StepCached, RayClusterCreated, ...) is
+    posted as it is. A step transition is then one Event, not two (docs/lifecycle.md)."""
+    folded = [e for e in events if e.type == "Normal" and e.reason in _FOLDED_REASONS]
+    if len(folded) < 2:
+        return list(events)
+    reason = next(r for r in _FOLDED_REASONS if any(e.reason == r for e in folded))
+    message = messages.clip("\n".join(e.message for e in folded), c.MAX_EVENT_MESSAGE)
+    posted: list[Event] = []
+    for event in events:
+        if event.type != "Normal" or event.reason not in _FOLDED_REASONS:
+            posted.append(event)
+        elif not any(p.reason == reason and p.message == message for p in posted):
+            posted.append(Event("Normal", reason, message))  # where the first folded one was
+    return posted
+
+
 def record_create_rejected(
     old: MLJobStatus,
     status: MLJobStatus,

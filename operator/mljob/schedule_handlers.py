@@ -251,6 +251,7 @@ async def _write(
     for event in events:
         kopf.event(scheduled, type=event.type, reason=event.reason, message=event.message)
         metrics.EVENTS.labels(event.type, event.reason).inc()
+        metrics.EVENT_POSTS.inc()
 
 
 def _set_timer(key: Key, delay: float | None) -> None:

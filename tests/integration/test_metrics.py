@@ -100,6 +100,9 @@ def test_metrics_count_a_pipeline_with_bounded_labels(api_client, observed):
         value(samples, "mljob_operator_events_total", type="Normal", reason="PipelineSucceeded")
         == 1
     )
+    # Posted: the start (StepStarted + PipelineRunning), the transition (StepSucceeded +
+    # StepStarted), then StepSucceeded and PipelineSucceeded (docs/lifecycle.md).
+    assert value(samples, "mljob_operator_event_posts_total") == 4
     watches = [
         v
         for (name, _), v in samples.items()
@@ -141,12 +144,14 @@ def test_json_logs_carry_namespace_mljob_run_and_step(api_client, observed):
 
 
 def test_events_tell_the_story_of_a_pipeline(api_client, observed):
-    """What `kubectl describe mljob` shows: every step start and end, and the pipeline's."""
+    """What `kubectl describe mljob` shows: every step start and end, and the pipeline's. The
+    progress of one reconcile is one Event (docs/lifecycle.md, "What is written when"): the
+    start is a StepStarted that also says the pipeline runs, the transition a StepSucceeded that
+    also names the step started."""
     namespace, _ = observed
     run_spark_then_ray(api_client, namespace, "story")
     expected = {
-        ("Normal", "PipelineRunning"): 1,
-        ("Normal", "StepStarted"): 2,
+        ("Normal", "StepStarted"): 1,
         ("Normal", "StepSucceeded"): 2,
         ("Normal", "PipelineSucceeded"): 1,
     }
@@ -165,4 +170,5 @@ def test_events_tell_the_story_of_a_pipeline(api_client, observed):
 
     found = wait_for(story, f"the Events {expected}")
     assert any(m.startswith("step prepare: created SparkApplication") for m in found["messages"])
+    assert any("\nstep train: created RayJob" in m for m in found["messages"])
     assert any(m.startswith("step train: RayJob") and m.endswith("done") for m in found["messages"])

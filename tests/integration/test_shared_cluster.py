@@ -85,7 +85,14 @@ def test_suspend_releases_the_shared_cluster_between_ray_steps(api_client, names
         lambda: cluster_suspend(api_client, namespace, cluster) is True,
         "the shared RayCluster to be suspended",
     )
-    shared = get(api_client, MLJOB, namespace, "sc")["status"]["rayCluster"]
+    # The status write follows the cluster's patch in the same reconcile: wait for it.
+    shared = wait_for(
+        lambda: (
+            get(api_client, MLJOB, namespace, "sc")["status"]["rayCluster"].get("suspended")
+            and get(api_client, MLJOB, namespace, "sc")["status"]["rayCluster"]
+        ),
+        "status.rayCluster to record the suspended cluster",
+    )
     assert shared["suspended"] is True and "message" not in shared
     assert not [
         j for j in children(api_client, RAYJOB, namespace) if j["metadata"]["name"] != train

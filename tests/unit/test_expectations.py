@@ -288,3 +288,20 @@ def test_the_module_and_the_webhook_do_not_import_kopf_or_the_handlers():
         assert not {"mljob.handlers", "mljob.serve"} & imported, module
         if module == "expectations.py":
             assert not any(name.split(".")[0] in ("kopf", "kubernetes") for name in imported)
+
+
+# --- a reconcile that raised is tried again soon (issue 14: the wave-2 stall) --------------------
+def test_a_failed_reconcile_is_retried_after_a_doubling_backoff_up_to_a_cap(memory):
+    delays = [memory.reconcile_failed(KEY) for _ in range(8)]
+    assert delays == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert max(delays) == ex.RETRY_MAX_SECONDS < 60  # always before the resync
+
+
+def test_a_success_or_a_deletion_starts_the_backoff_afresh(memory):
+    memory.reconcile_failed(KEY)
+    memory.reconcile_failed(KEY)
+    memory.reconcile_succeeded(KEY)
+    assert memory.reconcile_failed(KEY) == 0.5
+    memory.forget(KEY)
+    assert memory.reconcile_failed(KEY) == 0.5
+    assert memory.reconcile_failed(("team-b", "other")) == 0.5  # per MLJob
