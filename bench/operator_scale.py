@@ -20,6 +20,12 @@ child's ADDED seen by the simulator), pipelines/s (N / makespan, makespan = firs
 last Succeeded seen), API requests per pipeline by verb (the operator's own counters), peak
 RSS, CPU seconds and RSS after each wave (/proc/<pid>). Appends a markdown report to
 docs/benchmarks.md (--output).
+
+--heap-census: a run of its own for memory, not speed. The operator runs under tracemalloc
+(PYTHONTRACEMALLOC, and MLJOB_HEAP_CENSUS_DIR: mljob/census.py) and, once each wave's MLJobs are
+deleted and forgotten, is sent SIGUSR1 and dumps a snapshot; the report adds the allocation
+sites that grew most between wave 2 and the last wave (needs --waves 3 or more). tracemalloc
+slows every allocation, so that run's latencies, rates and CPU are not comparable.
 """
 
 from __future__ import annotations
@@ -30,9 +36,12 @@ import heapq
 import itertools
 import os
 import platform
+import signal
 import sys
+import tempfile
 import threading
 import time
+import tracemalloc
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -271,13 +280,18 @@ class Wave:
     label: str
     first_child: list[float]
     transition: list[float]
+    lifetime: list[float]  # a child's ADDED -> its terminal status patch (the simulator's pace)
     makespan: float
     count: int
     requests: Counter[str] = field(default_factory=Counter)
+    health: Counter[str] = field(default_factory=Counter)  # reconciles, errors, watch restarts
     inside: Counter[str] = field(default_factory=Counter)  # the operator's histogram sums
     rss_peak_mib: float = 0.0
     rss_after_mib: float = 0.0
     cpu_seconds: float = 0.0
+    # This process's CPU over the wave: the simulator and the bench's watches, plus for the
+    # floor wave the minimal controller itself (its threads live here).
+    bench_cpu_seconds: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -304,8 +318,8 @@ def run_wave(api: client.ApiClient, recorder: Recorder, namespace: str, n: int) 
         return Wave(namespace, *latencies(recorder, namespace), last - started, n)
 
 
-def latencies(recorder: Recorder, namespace: str) -> tuple[list[float], list[float]]:
-    first, transition = [], []
+def latencies(recorder: Recorder, namespace: str) -> tuple[list[float], list[float], list[float]]:
+    first, transition, lifetime = [], [], []
     for (ns, name), created in recorder.created.items():
         if ns != namespace:
             continue
@@ -314,7 +328,9 @@ def latencies(recorder: Recorder, namespace: str) -> tuple[list[float], list[flo
             transition.append(
                 recorder.added[(ns, name, after)] - recorder.terminal[(ns, name, before)]
             )
-    return first, transition
+        for step in STEPS:
+            lifetime.append(recorder.terminal[(ns, name, step)] - recorder.added[(ns, name, step)])
+    return first, transition, lifetime
 
 
 def delete_mljobs(api: client.ApiClient, namespace: str) -> None:
@@ -348,12 +364,35 @@ def means(samples: dict) -> Counter[str]:
 
 
 def requests_by_verb(samples: dict) -> Counter[str]:
+    """API requests by verb, and "event": the Event objects posted (several Events of one
+    reconcile may be posted as one: mljob_operator_event_posts_total counts the writes; an
+    operator from before it had one write per mljob_operator_events_total)."""
     counts: Counter[str] = Counter()
+    posts = any(name == "mljob_operator_event_posts_total" for name, _ in samples)
     for (name, labels), value in samples.items():
         if name == "mljob_operator_api_requests_total":
             counts[dict(labels)["verb"]] += value
-        elif name == "mljob_operator_events_total":
+        elif name == ("mljob_operator_event_posts_total" if posts else
+                      "mljob_operator_events_total"):  # fmt: skip
             counts["event"] += value
+    return counts
+
+
+def health(samples: dict) -> Counter[str]:
+    """What tells a stall apart (issue 14): reconciles by trigger (a "resync" or "retry" one that
+    does work means an event was missed or a reconcile failed), reconciles that raised, API
+    requests that got no 2xx answer, and watch streams kopf (re)started (reconnects, 410 Gone)."""
+    counts: Counter[str] = Counter()
+    for (name, labels), value in samples.items():
+        fields = dict(labels)
+        if name == "mljob_operator_reconciles_total":
+            counts[f"reconciles ({fields['trigger']})"] += value
+        elif name == "mljob_operator_reconcile_errors_total":
+            counts["reconciles that raised"] += value
+        elif name == "mljob_operator_api_requests_total" and not fields["outcome"].startswith("2"):
+            counts[f"API answers {fields['outcome']}"] += value
+        elif name == "mljob_operator_watch_streams_started_total":
+            counts["watch streams (re)started"] += value
     return counts
 
 
@@ -378,6 +417,93 @@ def wait_forgotten(url: str, timeout: float = 600) -> None:
             return
         time.sleep(1)
     raise TimeoutError("the operator still knows deleted MLJobs")
+
+
+# --- heap census --------------------------------------------------------------------------------
+CENSUS_ENV = "MLJOB_HEAP_CENSUS_DIR"  # mljob/census.py
+
+
+def wait_children_gone(api: client.ApiClient, namespace: str, timeout: float = 600) -> None:
+    """Until the garbage collector deleted the wave's children (the operator forgets an MLJob at
+    once, its children when their DELETED events come), then 2 s for those events to be handled:
+    a snapshot taken before would count the children still indexed as growth."""
+    objects = client.CustomObjectsApi(api)
+    deadline = time.monotonic() + timeout
+    while any(
+        objects.list_namespaced_custom_object(*resource[:2], namespace, resource[2], limit=1)[
+            "items"
+        ]
+        for resource in (SPARK, RAYJOB)
+    ):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{namespace}: children not deleted after {timeout}s")
+        time.sleep(1)
+    time.sleep(2)
+
+
+def take_snapshot(pid: int, directory: Path, number: int, timeout: float = 300) -> None:
+    """Ask the operator for its `number`th snapshot (SIGUSR1) and wait until it is written."""
+    target = directory / f"snapshot-{number}.pickle"
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + timeout
+    while not target.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the operator wrote no {target.name} in {timeout}s")
+        time.sleep(0.5)
+
+
+def census_report(directory: Path, waves: int, top: int) -> str:
+    """The allocation sites that grew most from after wave 2 to after the last wave."""
+    ignore = [
+        tracemalloc.Filter(False, tracemalloc.__file__),
+        tracemalloc.Filter(False, "<frozen importlib._bootstrap*"),
+        tracemalloc.Filter(False, "<unknown>"),
+    ]
+    first, last = (
+        tracemalloc.Snapshot.load(str(directory / f"snapshot-{n}.pickle")).filter_traces(ignore)
+        for n in (2, waves)
+    )
+    stats = last.compare_to(first, "lineno")
+    total = sum(s.size_diff for s in stats)
+    # Where each site was called from: the biggest growing traceback through it, its first frame
+    # outside the standard library (the caller to blame for a copy.py or json line).
+    callers: dict[tuple[str, int], str] = {}
+    for stat in sorted(last.compare_to(first, "traceback"), key=lambda s: -s.size_diff):
+        site = (stat.traceback[0].filename, stat.traceback[0].lineno)
+        if site not in callers:
+            ours = [f for f in stat.traceback if "/lib/python3" not in f.filename]
+            callers[site] = ", ".join(f"{short_path(f.filename)}:{f.lineno}" for f in ours[:2])
+    lines = [
+        "",
+        f"Heap census (tracemalloc, a run of its own): the operator's traced memory after wave "
+        f"2 {mib(sum(s.size for s in first.statistics('filename')))}, after wave {waves} "
+        f"{mib(sum(s.size for s in last.statistics('filename')))} ({total / 1024:+.0f} KiB); "
+        f"the {top} allocation sites that grew most (snapshots after the MLJobs of each wave "
+        "were deleted and forgotten):",
+        "",
+        "| allocation site | called from | size after wave 2 | size diff | count diff |",
+        "|---|---|---|---|---|",
+    ]
+    for stat in sorted(stats, key=lambda s: s.size_diff, reverse=True)[:top]:
+        frame = stat.traceback[0]
+        where = f"{short_path(frame.filename)}:{frame.lineno}"
+        caller = callers.get((frame.filename, frame.lineno), "")
+        lines.append(
+            f"| `{where}` | {caller} | {(stat.size - stat.size_diff) / 1024:.1f} KiB "
+            f"| {stat.size_diff / 1024:+.1f} KiB | {stat.count_diff:+d} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def mib(size: float) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
+
+def short_path(filename: str) -> str:
+    for marker in ("site-packages/", "/operator/", "/lib/python3.11/", "/lib/python3"):
+        if marker in filename:
+            return filename.split(marker, 1)[1]
+    return filename
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -421,6 +547,8 @@ def report(args: argparse.Namespace, floor: Wave, waves: list[Wave], command: st
                 return f"{ms(value)} ({value / base:.1f}x)" if w is not floor else ms(value)
 
             row(f"{what} p{int(q * 100)}", cell)
+    row("child ADDED -> terminal patch p50 (simulator)", lambda w: ms(pct(w.lifetime, 0.5)))
+    row("child ADDED -> terminal patch p95 (simulator)", lambda w: ms(pct(w.lifetime, 0.95)))
     row("pipelines/s", lambda w: f"{w.rate:.1f}")
     row("makespan", lambda w: f"{w.makespan:.1f} s")
     verbs = sorted({v for w in waves for v in w.requests})
@@ -435,7 +563,14 @@ def report(args: argparse.Namespace, floor: Wave, waves: list[Wave], command: st
         lambda w: f"{sum(w.requests[v] for v in writes) / w.count / 3:.2f}", "")  # fmt: skip
     for name in sorted({k[:-4] for w in waves for k in w.inside if k.endswith("_sum")}):
         row(f"operator mean {name}", lambda w, n=name: mean_ms(w.inside, n), "")
+    for name in sorted({k for w in waves for k in w.health}):
+        row(f"operator {name}", lambda w, n=name: f"{w.health[n]:.0f}", "")
     row("operator CPU seconds (wave)", lambda w: f"{w.cpu_seconds:.1f}", "")
+    row("operator CPU ms / pipeline", lambda w: f"{w.cpu_seconds / w.count * 1000:.0f}", "")
+    row(
+        "bench process CPU ms / pipeline (simulator; + the floor controller in its wave)",
+        lambda w: f"{w.bench_cpu_seconds / w.count * 1000:.0f}",
+    )
     row("operator peak RSS (VmHWM)", lambda w: f"{w.rss_peak_mib:.0f} MiB", "")
     row("operator RSS after the wave", lambda w: f"{w.rss_after_mib:.0f} MiB", "")
     return "\n".join(lines) + "\n"
@@ -447,7 +582,12 @@ def started(args: argparse.Namespace) -> Iterator[tuple[ControlPlane, OperatorPr
     plane = ControlPlane().start()
     try:
         log = Path(args.log)
-        process = OperatorProcess(plane, log, namespaces=["bench-*"], extra_args=args.operator_arg)
+        env = dict(item.split("=", 1) for item in args.operator_env)
+        if args.heap_census:
+            env |= {"PYTHONTRACEMALLOC": str(args.census_frames), CENSUS_ENV: args.census_dir}
+        process = OperatorProcess(
+            plane, log, namespaces=["bench-*"], extra_args=args.operator_arg, env=env
+        )
         process.start(timeout=120)
         try:
             yield plane, process
@@ -465,7 +605,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
     parser.add_argument("--log", default="/tmp/mljob-bench-operator.log")
     parser.add_argument("--operator-arg", action="append", default=[], help="extra operator arg")
+    parser.add_argument(
+        "--operator-env", action="append", default=[], help="NAME=VALUE for the operator"
+    )
+    parser.add_argument(
+        "--heap-census", action="store_true", help="tracemalloc snapshots after each wave"
+    )
+    parser.add_argument("--census-frames", type=int, default=4, help="frames per allocation")
+    parser.add_argument("--census-top", type=int, default=15, help="allocation sites shown")
     args = parser.parse_args(argv)
+    if args.heap_census and args.waves < 3:
+        parser.error("--heap-census compares wave 2 with the last wave: use --waves 3 or more")
+    args.census_dir = tempfile.mkdtemp(prefix="mljob-census-") if args.heap_census else ""
     command = "python bench/operator_scale.py " + " ".join(argv or sys.argv[1:])
 
     with started(args) as (plane, process):
@@ -475,26 +626,37 @@ def main(argv: list[str] | None = None) -> int:
         recorder = Recorder()
         Simulator(api, recorder, args.delay).start()
         Floor(api, "floor").start()
+        bench_cpu = proc_status(os.getpid())["cpu"]
         floor = run_wave(api, recorder, "floor", args.pipelines)
+        floor.bench_cpu_seconds = proc_status(os.getpid())["cpu"] - bench_cpu
         delete_mljobs(api, "floor")
         print(f"floor: {floor.rate:.1f} pipelines/s", file=sys.stderr)
         waves = []
         for i in range(1, args.waves + 1):
             samples, cpu_before = scrape(process.metrics_url), proc_status(process.pid)["cpu"]
+            bench_cpu = proc_status(os.getpid())["cpu"]
             wave = run_wave(api, recorder, f"bench-w{i}", args.pipelines)
+            wave.bench_cpu_seconds = proc_status(os.getpid())["cpu"] - bench_cpu
             wave.label = f"operator wave {i}"
             after = proc_status(process.pid)
             samples_after = scrape(process.metrics_url)
             wave.requests = requests_by_verb(samples_after) - requests_by_verb(samples)
             wave.inside = means(samples_after) - means(samples)
+            wave.health = health(samples_after)
+            wave.health.subtract(health(samples))
             wave.cpu_seconds = after["cpu"] - cpu_before
             wave.rss_peak_mib = after["VmHWM"]
             delete_mljobs(api, f"bench-w{i}")
             wait_forgotten(process.metrics_url)
             wave.rss_after_mib = proc_status(process.pid)["VmRSS"]
+            if args.heap_census:
+                wait_children_gone(api, f"bench-w{i}")
+                take_snapshot(process.pid, Path(args.census_dir), i)
             print(f"{wave.label}: {wave.rate:.1f} pipelines/s", file=sys.stderr)
             waves.append(wave)
         text = report(args, floor, waves, command)
+        if args.heap_census:
+            text += census_report(Path(args.census_dir), args.waves, args.census_top)
     print(text)
     with open(args.output, "a") as out:
         out.write("\n" + text)

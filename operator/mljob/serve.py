@@ -12,7 +12,7 @@ import kopf
 # is not re-exported at the top level (kopf < 2 pinned in pyproject.toml).
 from kopf._cogs.structs.references import Insights
 
-from mljob import sharding
+from mljob import census, sharding
 
 LOG_FORMATS = {
     "plain": kopf.LogFormat.PLAIN,
@@ -52,6 +52,7 @@ def serve(options: ServeOptions) -> None:
 
     # Before kopf starts: its filters ask the shard from the first event on.
     sharding.configure(options.shard)
+    census.install_from_env()  # the benchmark's heap census only (MLJOB_HEAP_CENSUS_DIR)
     kopf.configure(verbose=options.verbose, log_format=LOG_FORMATS[options.log_format])
     if options.shard.count > 1:
         logging.getLogger("mljob").info("serving %s of the MLJobs", options.shard)
