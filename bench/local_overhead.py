@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))  # tests.local.conftest.small_example: the tests' 
 
 from mljob.local import plan, runner  # noqa: E402
 from mljob.local.processes import GroupProcess  # noqa: E402
-from mljob.local.ray_head import HEAD_ENV, READY_MARKER, _free_port, write_token  # noqa: E402
+from mljob.local.ray_head import HEAD_ENV, READY_MARKER, free_loopback_port, write_token  # noqa: E402
 from tests.local.conftest import small_example  # noqa: E402
 
 Obj = dict[str, Any]
@@ -161,10 +161,10 @@ def run_by_hand(manifest: Path, runs_dir: Path) -> Result:
     # Ray on the machine, other users' included.
     run_dir = Path(tempfile.mkdtemp(prefix="mljob-ray-"))
     token = write_token(run_dir / "auth_token")
-    port = _free_port()
+    ports = plan.RayPorts.pick(free_loopback_port)
     ray_env = {**plan.ray_process_env(os.environ, token), **HEAD_ENV}
     ray_start = [
-        *plan.ray_head_command(sys.executable, port, machine.cpus, run_dir / "r"),
+        *plan.ray_head_command(sys.executable, ports, machine.cpus, run_dir / "r"),
         "--block",
     ]
     head_log = layout.log_dir / "ray-head.log"
@@ -179,7 +179,8 @@ def run_by_hand(manifest: Path, runs_dir: Path) -> Result:
         for name in ("train", "evaluate"):
             step = steps[name]
             command = plan.ray_command(step["ray"]["entrypoint"], layout.app_dir, sys.executable)
-            driver = plan.ray_driver_env(plan.step_env(mljob, step, layout), f"127.0.0.1:{port}")
+            address = f"{plan.LOOPBACK}:{ports.gcs}"
+            driver = plan.ray_driver_env(plan.step_env(mljob, step, layout), address)
             env = plan.ray_process_env({**os.environ, **driver}, token)
             phases[name] = timed(command, env, layout.app_dir, layout.log_file(name))
     finally:

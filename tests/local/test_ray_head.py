@@ -10,6 +10,9 @@ import signal
 import stat
 import subprocess
 import sys
+import time
+from collections.abc import Callable
+from dataclasses import astuple
 from pathlib import Path
 
 import pytest
@@ -47,6 +50,45 @@ def test_local_ray_listens_on_loopback_and_leaves_nothing(tmp_path: Path) -> Non
     assert not ray.run_dir.exists(), "Ray's session files and the token are left behind"
 
 
+def test_two_runs_at_once_get_two_ray_instances_on_their_own_ports(tmp_path: Path) -> None:
+    """Two `mljob run --local` on one machine: with Ray's fixed default ports (the dashboard
+    agent's 52365) the second instance's agent would fail to bind."""
+    fixed_defaults = {8265, 52365}
+    first = LocalRay(tmp_path / "first.log", cpus=1)
+    try:
+        second = LocalRay(tmp_path / "second.log", cpus=1)
+        try:
+            found = {}
+            for ray in (first, second):
+                # Without a dashboard (--include-dashboard=false) nothing binds its port.
+                expected = set(astuple(ray.ports)) - {ray.ports.dashboard}
+                found[ray] = wait_for(
+                    lambda ray=ray, expected=expected: listening_on(ray, expected),
+                    f"{ray.log_file.name}: Ray listening on {sorted(expected)}",
+                )
+                assert not found[ray] & fixed_defaults, sorted(found[ray])
+                assert ray.running()
+            assert not found[first] & found[second]
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+
+
+def listening_on(ray: LocalRay, expected: set[int]) -> set[int] | None:
+    group = ray._process.pid
+    ports = {s.port for s in listeners(descendants(group) | {group})}
+    return ports if expected <= ports else None
+
+
+def wait_for(found: Callable[[], set[int] | None], what: str, timeout: float = 120) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while (result := found()) is None:
+        assert time.monotonic() < deadline, f"not within {timeout:g} s: {what}"
+        time.sleep(0.2)
+    return result
+
+
 def test_environ_has_matches_whole_entries_only() -> None:
     environ = b"PATH=/bin\0RAY_AUTH_TOKEN_PATH=/tmp/mljob-ray-ab/auth_token\0"
     assert environ_has(environ, "RAY_AUTH_TOKEN_PATH=/tmp/mljob-ray-ab/auth_token")
@@ -69,7 +111,7 @@ def test_the_head_command_starts_no_ray_client_server() -> None:
     from ray.scripts import scripts
 
     assert callable(scripts.get_ray_client_dependency_error)
-    command = plan.ray_head_command("python", 6379, 2, Path("/tmp/x"))
+    command = plan.ray_head_command("python", plan.RayPorts.pick(lambda: 6379), 2, Path("/tmp/x"))
     assert "get_ray_client_dependency_error" in command[2]
     assert "--node-ip-address=127.0.0.1" in command
     assert not any(arg.startswith("--ray-client-server-port") for arg in command)

@@ -17,7 +17,7 @@ import json
 import re
 import shlex
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -288,7 +288,36 @@ RAY_START_WITHOUT_CLIENT_SERVER = (
 )
 
 
-def ray_head_command(python: str, port: int, cpus: int, temp_dir: Path) -> list[str]:
+@dataclass(frozen=True)
+class RayPorts:
+    """The ports of one local Ray head. Ray's own defaults for some are fixed (the dashboard's
+    8265, its agent's 52365), so two Ray instances on one machine (two runs at once) would
+    collide: each gets ports that were free when it started."""
+
+    gcs: int
+    dashboard: int
+    dashboard_agent_listen: int
+    dashboard_agent_grpc: int
+    metrics_export: int
+    runtime_env_agent: int
+
+    @classmethod
+    def pick(cls, free_port: Callable[[], int]) -> RayPorts:
+        return cls(*(free_port() for _ in fields(cls)))
+
+    def args(self) -> list[str]:
+        gcs, dashboard, agent_listen, agent_grpc, metrics, runtime_env = astuple(self)
+        return [
+            f"--port={gcs}",
+            f"--dashboard-port={dashboard}",
+            f"--dashboard-agent-listen-port={agent_listen}",
+            f"--dashboard-agent-grpc-port={agent_grpc}",
+            f"--metrics-export-port={metrics}",
+            f"--runtime-env-agent-port={runtime_env}",
+        ]
+
+
+def ray_head_command(python: str, ports: RayPorts, cpus: int, temp_dir: Path) -> list[str]:
     """`ray start --head` (without --block: add it to keep it in the foreground)."""
     return [
         python,
@@ -296,7 +325,7 @@ def ray_head_command(python: str, port: int, cpus: int, temp_dir: Path) -> list[
         RAY_START_WITHOUT_CLIENT_SERVER,
         "start",
         "--head",
-        f"--port={port}",
+        *ports.args(),
         f"--node-ip-address={LOOPBACK}",
         f"--num-cpus={cpus}",
         f"--temp-dir={temp_dir}",

@@ -35,9 +35,12 @@ class LocalRay:
         self.run_dir = Path(tempfile.mkdtemp(prefix="mljob-ray-"))
         self.temp_dir = self.run_dir / RAY_TEMP_DIR_NAME
         self.token_file = write_token(self.run_dir / TOKEN_FILE_NAME)
-        self.address = f"{plan.LOOPBACK}:{free_loopback_port()}"
-        port = int(self.address.rsplit(":", 1)[1])
-        command = [*plan.ray_head_command(sys.executable, port, cpus, self.temp_dir), "--block"]
+        self.ports = plan.RayPorts.pick(free_loopback_port)
+        self.address = f"{plan.LOOPBACK}:{self.ports.gcs}"
+        command = [
+            *plan.ray_head_command(sys.executable, self.ports, cpus, self.temp_dir),
+            "--block",
+        ]
         env = {**self.process_env(os.environ), **HEAD_ENV}
         self._process = GroupProcess(command, env, Path.cwd(), log_file)
         try:

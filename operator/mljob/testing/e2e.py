@@ -261,21 +261,16 @@ class E2EWorld:
         self.ray_dir = Path(tempfile.mkdtemp(prefix="mljob-e2e-ray-"))
         token_file = write_token(self.ray_dir / "auth_token")
         self.ray_token = token_file.read_text().strip()
-        self.ray_dashboard_port = free_port()
+        ports = plan.RayPorts.pick(free_port)
+        self.ray_dashboard_port = ports.dashboard
         command = [
-            *plan.ray_head_command(sys.executable, free_port(), RAY_HEAD_CPUS, self.ray_dir / "r"),
+            *plan.ray_head_command(sys.executable, ports, RAY_HEAD_CPUS, self.ray_dir / "r"),
             "--block",
         ]
         command.remove("--include-dashboard=false")
         command += [
             "--include-dashboard=true",
             f"--dashboard-host={plan.LOOPBACK}",
-            f"--dashboard-port={self.ray_dashboard_port}",
-            # Fixed defaults (52365, ...) would collide with another Ray on this machine.
-            f"--dashboard-agent-listen-port={free_port()}",
-            f"--dashboard-agent-grpc-port={free_port()}",
-            f"--metrics-export-port={free_port()}",
-            f"--runtime-env-agent-port={free_port()}",
             "--object-store-memory=268435456",  # 256 MiB of /dev/shm, not 30% of the RAM
         ]
         env = {**plan.ray_process_env(os.environ, token_file), **HEAD_ENV}
