@@ -40,8 +40,11 @@ format: $(STAMP)
 image: $(STAMP)
 	$(BIN)/python -m mljob.testing.image
 
+# Two workers: the tiers mostly wait on processes (JVMs, Ray, controllers), so they overlap well
+# on 2 cores. Each worker takes whole files (and the e2e tier whole): tests/conftest.py.
+TEST_WORKERS ?= 2
 test: lint binaries image
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 # Mutation testing of the pure core (mutmut; on demand, not part of `make test`): the score and
 # the accepted survivors are in docs/testing.md. MODULES="planner steps" limits it.

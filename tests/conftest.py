@@ -17,6 +17,40 @@ from mljob.testing.processes import ProcessError
 SHARED_OPERATOR_PREFIX = "t-"
 
 
+# --- parallel runs (`make test`: pytest -n 2, pytest-xdist) -----------------------------------
+# A test file is one unit of work, so its module fixtures (an example run, a built wheel) run
+# once; the end-to-end tier is one unit, so one worker starts its world once. Each worker that
+# runs integration tests starts its own control plane and shared operator (session fixtures).
+# Units are handed out in collection order, the slowest tiers first, so that neither worker is
+# left alone with a long one at the end.
+SLOWEST_FIRST = ("tests/e2e/", "tests/local/", "tests/chart/", "tests/image/", "tests/integration/")
+
+
+def unit_of_work(nodeid: str) -> str:
+    path = nodeid.split("::", 1)[0]
+    return "tests/e2e/" if path.startswith("tests/e2e/") else path
+
+
+def _rank(item: pytest.Item) -> int:
+    unit = unit_of_work(item.nodeid)
+    return next((i for i, p in enumerate(SLOWEST_FIRST) if unit.startswith(p)), len(SLOWEST_FIRST))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=_rank)  # stable: the order within a tier is kept
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByUnitOfWork(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of_work(nodeid)
+
+    config.option.loadscopereorder = False  # keep the order above, not largest-count first
+    return ByUnitOfWork(config, log)
+
+
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlane]:
     """A real etcd + kube-apiserver + garbage collector with the upstream CRDs installed.
