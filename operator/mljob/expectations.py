@@ -42,8 +42,11 @@ ChildKey = tuple[str, str]  # (kind, name)
 CREATED_MEMORY_SECONDS = 60.0
 # How long a live child's progress (planner.progress_only) may wait for the next status write:
 # a burst of child states (SUBMITTED, RUNNING, ... within this window) becomes one patch, and a
-# state that stays is written at most this long after it was first seen.
-STATUS_DEBOUNCE_SECONDS = 2.0
+# state that stays is written at most this long after it was first seen. 10 s: the pipeline's
+# phase, current step and every step's start and end are written at once anyway; this only
+# delays a step's sub-state (Pending/Running, childState), and covers a Spark submission or a
+# warm RayJob's start (docs/lifecycle.md, "What is written when").
+STATUS_DEBOUNCE_SECONDS = 10.0
 # A reconcile that raised (an API error or timeout under load) is tried again after this backoff,
 # doubling per failure in a row up to the cap, instead of waiting for the next event or the
 # slow resync (60 s: issue 14's wave-2 stall had a p99 of 61.6 s).

@@ -1268,7 +1268,10 @@ def _seconds_since(now: datetime, *stamps: str | None) -> float:
 _ts = steps.timestamp
 
 
+@functools.lru_cache(maxsize=4096)
 def _parse(stamp: str) -> datetime:
+    # Cached: every reconcile parses the same few stamps of its MLJob again (its deadlines),
+    # and strptime was the planner's costliest line (py-spy, issue 14).
     return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
