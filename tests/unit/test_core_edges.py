@@ -8,14 +8,21 @@ import copy
 from typing import Any
 
 import pytest
+import yaml
 from planner_world import T0, World
+from test_serve_step import serving_world
 from test_validation_cases import cluster
 
-from mljob import builders, steps
+from mljob import builders, states, steps
 from mljob import constants as c
 from mljob.planner import Delete, record_create_rejected, spec_hash
 from mljob.testing.corpus import mljob, ray_step, serve_mljob, shared_cluster_mljob, spark_step
-from mljob.validation import ray_cluster_spec_errors, ray_image_version, validate
+from mljob.validation import (
+    ray_cluster_spec_errors,
+    ray_image_version,
+    ray_image_version_errors,
+    validate,
+)
 
 SERVE = "spec.steps[2].serve"
 
@@ -463,3 +470,292 @@ def test_a_spark_steps_main_class_and_arguments_reach_the_spark_application() ->
     step["spark"].update(mainClass="org.example.Main", arguments=["--rows", "5"])
     spec = builders.build_step_child(mljob([step]), step, 1, 1)["spec"]
     assert (spec["mainClass"], spec["arguments"]) == ("org.example.Main", ["--rows", "5"])
+
+
+# --- found by a second uniform sample (MUTANTS_SEED=19) ------------------------------------------
+def test_a_serving_rayservice_without_a_reason_is_ready() -> None:
+    """states.ray_service_state: the raw state's default "Ready" mutated."""
+    service = {
+        "status": {
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "activeServiceStatus": {
+                "rayClusterName": "c1",
+                "applicationStatuses": {"app": {"status": "RUNNING"}},
+            },
+        }
+    }
+    assert states.ray_service_state(service) == states.ChildState(
+        "Succeeded", "Ready", "serving on the RayCluster c1"
+    )
+
+
+def test_a_rayservice_without_a_cluster_yet_is_pending() -> None:
+    """states.ray_service_state: `RUNNING if clusters else PENDING` -> `if clusters or True`."""
+    service = {"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "Init"}]}}
+    assert states.ray_service_state(service) == states.ChildState("Pending", "Init", "")
+
+
+def test_the_endpoint_of_a_rayservice_without_a_name() -> None:
+    """states.serve_endpoint: the name's default "" dropped (None-serve-svc)."""
+    assert states.serve_endpoint({}) == ("-serve-svc", 8000, "/")
+
+
+def test_a_serve_step_without_a_route_prefix_serves_at_the_root() -> None:
+    """builders.serve_config_yaml: the route prefix's default dropped (route_prefix: null)."""
+    job = serve_mljob()
+    step = job["spec"]["steps"][2]
+    del step["serve"]["routePrefix"]
+    body = builders.build_step_child(job, step, 1, 1)
+    app = yaml.safe_load(body["spec"]["serveConfigV2"])["applications"][0]
+    assert app["route_prefix"] == "/"
+
+
+def test_a_serve_steps_cluster_pods_carry_the_step_label() -> None:
+    """builders.build_ray_service: the step name given to the cluster spec -> None."""
+    job = serve_mljob()
+    body = builders.build_step_child(job, job["spec"]["steps"][2], 1, 1)
+    head = body["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["metadata"]
+    assert head["labels"] == {
+        "mljob.io/name": "churn",
+        "mljob.io/run": "1",
+        "mljob.io/step": "serve",
+    }
+
+
+def test_a_serve_steps_env_vars_may_not_set_the_operators_names() -> None:
+    """_check_serve: the reserved-name check given None instead of the env vars."""
+    assert serve_with(runtimeEnv={"env_vars": {"MLJOB_RUN": "1"}}) == [
+        f"{SERVE}.runtimeEnv.env_vars.MLJOB_RUN: set by the operator; use another name"
+    ]
+
+
+def test_an_autoscaler_option_on_fixed_workers_is_named_exactly() -> None:
+    """_check_autoscaling: the message's text."""
+    job = mljob()
+    job["spec"]["steps"][1]["ray"]["workers"] = {"replicas": 2, "upscalingMode": "Conservative"}
+    assert validate(job) == [
+        "spec.steps[1].ray.workers.upscalingMode: only used by elastic workers; set minReplicas "
+        "< maxReplicas to enable the autoscaler, or remove it"
+    ]
+
+
+def test_workers_are_elastic_only_below_their_maximum() -> None:
+    """builders.elastic: replicas read under a misspelled key (default 1)."""
+    assert builders.elastic({"replicas": 3, "maxReplicas": 3}) is False
+    assert builders.elastic({"replicas": 3, "minReplicas": 1}) is True
+
+
+def test_an_expired_active_deadline_is_the_childs_state() -> None:
+    """_step_deadline_failure: the active deadline's child state -> None."""
+    world = World(mljob([spark_step("a", activeDeadlineSeconds=60)]))
+    world.reconcile()
+    world.set_status("SparkApplication", "churn-a-r1", {"applicationState": {"state": "RUNNING"}})
+    world.reconcile(30)
+    world.reconcile(60)
+    entry = world.step("a")
+    assert (entry["phase"], entry["childState"]) == ("Failed", "ActiveDeadlineExceeded")
+
+
+def test_suspend_leaves_a_rayjob_whose_step_left_the_spec() -> None:
+    """_suspendable: `if step is None: return False` -> True."""
+    world = World(mljob([ray_step("t"), spark_step("a", dependsOn=[])]))
+    world.reconcile()
+    world.edit(steps=[spark_step("a")])
+    world.reconcile()
+    world.edit(suspend=True)
+    patches = [(a.kind, a.name, a.patch) for a in world.reconcile().actions]
+    assert patches == [("SparkApplication", "churn-a-r1", {"spec": {"suspend": True}})]
+
+
+def test_a_step_whose_kind_changed_keeps_its_old_childs_deadlines() -> None:
+    """_Context.step: a step of another kind -> returned anyway (the new Ray step's deadline
+    then killed the old run's SparkApplication)."""
+    world = World(mljob([spark_step("a")]))
+    world.reconcile()
+    world.set_status("SparkApplication", "churn-a-r1", {"applicationState": {"state": "RUNNING"}})
+    world.reconcile()
+    world.edit(steps=[ray_step("a", activeDeadlineSeconds=60)])
+    assert world.reconcile(120).actions == []
+    assert world.step("a")["phase"] == "Running"
+
+
+def test_a_shared_cluster_deleted_under_a_running_rayjob_is_announced_exactly() -> None:
+    """_notice_lost_cluster: the Event's `if retry` -> `if retry and False` (the part saying the
+    next Ray step creates it again dropped)."""
+    world = World(shared_cluster_mljob())
+    world.reconcile()
+    world.finish("prepare")
+    world.reconcile()
+    world.set_status("RayJob", "churn-train-r1", {"jobDeploymentStatus": "Running"})
+    world.reconcile()
+    del world.children[("RayCluster", "churn-r1-ray")]
+    lost = [e.message for e in world.reconcile().events if e.reason == "RayClusterLost"]
+    assert lost == [
+        "the shared RayCluster churn-r1-ray was deleted (by someone else); the next Ray step "
+        "creates it again"
+    ]
+
+
+def test_suspend_does_not_patch_a_deleted_shared_cluster() -> None:
+    """_suspend_or_resume_cluster: the "Deleted" state misspelled."""
+    world = World(shared_cluster_mljob())
+    world.reconcile()
+    for step in ("prepare", "train", "evaluate"):
+        world.finish(step)
+        world.reconcile()
+    world.reconcile()
+    assert world.status["rayCluster"] == {"name": "churn-r1-ray", "state": "Deleted"}
+    world.edit(suspend=True)
+    assert world.reconcile().actions == []
+    assert world.status["rayCluster"] == {"name": "churn-r1-ray", "state": "Deleted"}
+
+
+def test_the_status_of_a_pipeline_whose_model_serves_has_exactly_its_fields() -> None:
+    """_forget_serving: the kept records written under a misspelled key."""
+    world = serving_world()
+    assert sorted(world.job["status"]) == [
+        "completionTime",
+        "conditions",
+        "currentStep",
+        "message",
+        "observedGeneration",
+        "phase",
+        "progress",
+        "run",
+        "serving",
+        "specHash",
+        "startTime",
+        "steps",
+    ]
+    assert [r["rayService"] for r in world.job["status"]["serving"]] == ["churn-serve"]
+
+
+def test_a_negative_ttl_is_named_by_its_path() -> None:
+    """_check_pipeline_fields: ttlSecondsAfterFinished's path "spec" mutated."""
+    assert validate(mljob(ttlSecondsAfterFinished=-1)) == [
+        "spec.ttlSecondsAfterFinished: must be between 0 and 31536000, got -1"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"serviceAccount": 1}, f"{SPARK}.serviceAccount: must be a string, got int"),
+        ({"deps": {"jars": "a.jar"}}, f"{SPARK}.deps.jars: must be a list of strings"),
+        ({"volumes": "x"}, f"{SPARK}.volumes: must be a list, got str"),
+    ],
+)
+def test_more_spark_fields_of_the_wrong_type(fields: dict, expected: str) -> None:
+    """_check_spark: "serviceAccount", "jars" and "volumes" misspelled in their checks."""
+    assert spark_with(**fields) == [expected]
+
+
+def test_a_spark_namespace_conf_must_be_the_mljobs_namespace() -> None:
+    """spark_application_errors: the child's namespace read under a misspelled key."""
+    assert spark_with(sparkConf={"spark.kubernetes.namespace": "team-a"}) == []
+    assert spark_with(sparkConf={"spark.kubernetes.namespace": "other"}) == [
+        f"{SPARK}.sparkConf.spark.kubernetes.namespace: children live in the MLJob's "
+        "namespace; remove it"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ({"preRunningDeadlineSeconds": 0}, "preRunningDeadlineSeconds: must be > 0"),
+        (
+            {"deletionStrategy": {"deletionRules": [{"policy": "DeleteCluster"}]}},
+            "deletionStrategy: deletionRules exclude shutdownAfterJobFinishes",
+        ),
+    ],
+)
+def test_kuberays_rayjob_rules_on_a_template(template: dict, expected: str) -> None:
+    """ray_job_errors: "preRunningDeadlineSeconds" and "deletionStrategy" misspelled."""
+    job = mljob()
+    job["spec"]["steps"][1]["ray"]["template"] = template
+    assert validate(job) == [f"spec.steps[1].ray.{expected}"]
+
+
+def test_head_and_workers_with_the_same_python_are_fine() -> None:
+    """ray_image_version_errors: `head_python is not None and python != ...` -> `or`."""
+
+    def group(image: str) -> dict:
+        return {"template": {"spec": {"containers": [{"name": "ray", "image": image}]}}}
+
+    spec = {
+        "rayVersion": "2.49.0",
+        "headGroupSpec": group("rayproject/ray:2.49.0-py311"),
+        "workerGroupSpecs": [{"groupName": "w", **group("rayproject/ray:2.49.0-py311")}],
+    }
+    assert list(ray_image_version_errors(spec, "spec")) == []
+    spec["workerGroupSpecs"][0].update(group("rayproject/ray:2.49.0-py312"))
+    assert list(ray_image_version_errors(spec, "spec")) == [
+        "spec: the head's image rayproject/ray:2.49.0-py311 (py311) and the worker group w's "
+        "rayproject/ray:2.49.0-py312 (py312) have different Python versions; use one Python "
+        "everywhere"
+    ]
+
+
+def test_a_spark_steps_own_fields_reach_the_spark_application() -> None:
+    """build_spark_application: image, hadoopConf, deps and executor read (or written) under
+    wrong keys; _spark_pod: cores and serviceAccount; _metadata: the annotations."""
+    step = spark_step("prepare")
+    step["spark"].update(
+        image="spark:x",
+        hadoopConf={"fs.a": "b"},
+        deps={"jars": ["a.jar"]},
+        driver={"cores": 2},
+        executor={"memory": "4g", "instances": 3},
+        serviceAccount="spark-sa",
+    )
+    body = builders.build_step_child(mljob([step], annotations={"team": "ml"}), step, 1, 1)
+    spec = body["spec"]
+    assert (spec["image"], spec["hadoopConf"], spec["deps"]) == (
+        "spark:x",
+        {"fs.a": "b"},
+        {"jars": ["a.jar"]},
+    )
+    pod = {"memory": "1g", "serviceAccount": "spark-sa", "annotations": {"team": "ml"}}
+    assert spec["driver"] == {"cores": 2, **pod}
+    assert spec["executor"] == {**pod, "cores": 1, "memory": "4g", "instances": 3}
+    assert body["metadata"]["annotations"] == {"team": "ml"}
+
+
+def test_paths_without_a_data_path_are_empty_and_a_root_keeps_its_last_letter() -> None:
+    """io_env: `else ""` -> "XXXX"; `rstrip('/')` -> `rstrip('XX/XX')`."""
+    assert builders.io_env(lambda r: "", 1, "train", {"prepare": 1}) == {
+        "MLJOB_OUTPUT_PATH": "",
+        "MLJOB_INPUT_PREPARE": "",
+    }
+    assert builders.io_env(lambda r: "/data/MAX", 1, "train", {}) == {
+        "MLJOB_OUTPUT_PATH": "/data/MAX/train"
+    }
+
+
+def test_an_env_entry_without_a_value_is_empty() -> None:
+    """env_list_to_dict: the value's default "" mutated."""
+    assert builders.env_list_to_dict([{"name": "A"}, {"name": "B", "value": 2}]) == {
+        "A": "",
+        "B": "2",
+    }
+
+
+def test_a_rayjobs_cluster_pods_carry_the_run_label() -> None:
+    """_pod_metadata: the run given to child_labels -> None."""
+    step = ray_step("t")
+    body = builders.build_step_child(mljob([step]), step, 1, 1)
+    head = body["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["metadata"]
+    assert head == {"labels": {"mljob.io/name": "churn", "mljob.io/run": "1", "mljob.io/step": "t"}}
+
+
+def test_the_serve_config_lists_an_applications_fields_in_rays_order() -> None:
+    """serve_config_yaml: `sort_keys=False` dropped (the keys sorted: import_path first)."""
+    job = serve_mljob()
+    text = builders.serve_config_yaml(job, 1, job["spec"]["steps"][2])
+    assert text.splitlines()[:5] == [
+        "applications:",
+        "- name: serve",
+        "  import_path: serve_model:app",
+        "  route_prefix: /churn",
+        "  runtime_env:",
+    ]
