@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import copy
 import datetime
 import logging
@@ -69,6 +70,8 @@ class _State:
         self.api: kube.Api | None = None
         self.indexes: Any = None
         self.memory = expectations.Memory(debounce=STATUS_DEBOUNCE_SECONDS)
+        # A handler's context, for the resync's reconciles: see _remember_event_context.
+        self.event_context: contextvars.Context | None = None
 
 
 state = _State()
@@ -194,7 +197,7 @@ async def _resync_forever() -> None:
         index = state.indexes["mljobs"]
         for key in list(index):
             try:
-                await reconcile(*key, trigger="resync")
+                await _in_event_context(reconcile(*key, trigger="resync"))
             except Exception:
                 logger.exception("resync of %s/%s failed", *key, extra=_log_fields(key))
             # A reconcile with nothing to write never yields: without this, a resync of
@@ -208,6 +211,7 @@ async def mljob_event(
     type: str | None, namespace: str, name: str, body: kopf.Body, **_: Any
 ) -> None:
     key = (namespace, name)
+    _remember_event_context()
     if type == "DELETED":
         _forget(key)
         return
@@ -222,11 +226,29 @@ async def _child_event(
     type: str | None, namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any
 ) -> None:
     owner = labels.get(c.LABEL_NAME)
+    _remember_event_context()
     if not owner:
         return
     if type != "DELETED" and _is_terminal(body):
         state.memory.saw_terminal((namespace, owner), time.perf_counter())
     await reconcile(namespace, owner, trigger="child")
+
+
+def _remember_event_context() -> None:
+    """kopf.event() finds kopf's Event queue in context variables that kopf sets in the tasks
+    that run handlers; the resync task, started by a startup handler, has none, so a resync
+    reconcile that posted an Event raised LookupError after its status write (the Events were
+    lost, and the timers it set inherited the same context). Keep the first handler's context
+    for the resync's reconciles."""
+    if state.event_context is None:
+        state.event_context = contextvars.copy_context()
+
+
+async def _in_event_context(coro: Any) -> Any:
+    context = state.event_context
+    if context is None:  # no event handled yet, so nothing known to reconcile either
+        return await coro
+    return await asyncio.create_task(coro, context=context.copy())
 
 
 def _is_terminal(body: kopf.Body) -> bool:

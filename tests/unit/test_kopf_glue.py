@@ -4,6 +4,7 @@ as registered with kopf, read from its registry (no cluster, nothing run)."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 
 import kopf
 
@@ -47,3 +48,40 @@ def test_the_per_event_index_handlers_run_inline_on_the_loop():
         for h in registry()._watching.get_all_handlers()
         if h.fn.__module__ == handlers.__name__
     )
+
+
+def test_a_resync_reconcile_posts_its_events_with_kopfs_queue_from_a_handlers_context():
+    """kopf.event() reads kopf's Event queue from context variables that kopf sets in the tasks
+    that run handlers; the resync task (started by a startup handler) lacks them, so its
+    reconciles run in a handler's context remembered by handlers._remember_event_context."""
+    from kopf._core.engines import posting  # where kopf keeps the Event queue (kopf < 2)
+
+    body = {"apiVersion": "mljob.io/v1alpha1", "kind": "MLJob", "metadata": {"name": "x"}}
+
+    async def post() -> None:
+        kopf.event(body, type="Normal", reason="StepStarted", message="from the resync")
+
+    async def scenario() -> asyncio.Queue:
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def handler() -> None:  # what kopf sets up around every handler it runs
+            posting.settings_var.set(kopf.OperatorSettings())
+            posting.event_queue_var.set(queue)
+            posting.event_queue_loop_var.set(asyncio.get_running_loop())
+            handlers._remember_event_context()
+
+        await asyncio.create_task(handler(), context=contextvars.Context())
+        # the resync task: a context of its own, without kopf's variables
+        resync = asyncio.create_task(
+            handlers._in_event_context(post()), context=contextvars.Context()
+        )
+        await resync
+        return queue
+
+    saved = handlers.state.event_context
+    handlers.state.event_context = None
+    try:
+        queue = asyncio.run(scenario())
+    finally:
+        handlers.state.event_context = saved
+    assert queue.qsize() == 1 and queue.get_nowait().message == "from the resync"
