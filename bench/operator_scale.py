@@ -298,7 +298,9 @@ class Wave:
         return self.count / self.makespan
 
 
-def run_wave(api: client.ApiClient, recorder: Recorder, namespace: str, n: int) -> Wave:
+def run_wave(
+    api: client.ApiClient, recorder: Recorder, namespace: str, n: int, timeout: float | None = None
+) -> Wave:
     client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
     objects = client.CustomObjectsApi(api)
     started = time.monotonic()
@@ -312,7 +314,7 @@ def run_wave(api: client.ApiClient, recorder: Recorder, namespace: str, n: int) 
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(create, range(n)))
-    recorder.wait_done(namespace, n, timeout=max(300.0, n * 1.0))
+    recorder.wait_done(namespace, n, timeout=timeout or max(300.0, n * 1.0))
     with recorder.lock:
         last = max(t for (ns, _), t in recorder.done.items() if ns == namespace)
         return Wave(namespace, *latencies(recorder, namespace), last - started, n)
@@ -423,10 +425,23 @@ def wait_forgotten(url: str, timeout: float = 600) -> None:
 CENSUS_ENV = "MLJOB_HEAP_CENSUS_DIR"  # mljob/census.py
 
 
+def delete_namespace(api: client.ApiClient, namespace: str, timeout: float = 600) -> None:
+    """Delete the wave's namespace and wait until it is gone: kopf watches each namespace that
+    matches `bench-*` with its own streams (six), and stops only when the namespace goes."""
+    core = client.CoreV1Api(api)
+    core.delete_namespace(namespace)
+    deadline = time.monotonic() + timeout
+    while any(ns.metadata.name == namespace for ns in core.list_namespace().items):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"namespace {namespace} not deleted after {timeout}s")
+        time.sleep(1)
+
+
 def wait_children_gone(api: client.ApiClient, namespace: str, timeout: float = 600) -> None:
     """Until the garbage collector deleted the wave's children (the operator forgets an MLJob at
-    once, its children when their DELETED events come), then 2 s for those events to be handled:
-    a snapshot taken before would count the children still indexed as growth."""
+    once, its children when their DELETED events come), then 10 s: kopf keeps each object's
+    worker and its last event until 5 s after that event (settings.batching.idle_timeout). A
+    snapshot taken before would count them as growth."""
     objects = client.CustomObjectsApi(api)
     deadline = time.monotonic() + timeout
     while any(
@@ -438,7 +453,7 @@ def wait_children_gone(api: client.ApiClient, namespace: str, timeout: float = 6
         if time.monotonic() > deadline:
             raise TimeoutError(f"{namespace}: children not deleted after {timeout}s")
         time.sleep(1)
-    time.sleep(2)
+    time.sleep(10)
 
 
 def take_snapshot(pid: int, directory: Path, number: int, timeout: float = 300) -> None:
@@ -479,7 +494,7 @@ def census_report(directory: Path, waves: int, top: int) -> str:
         f"2 {mib(sum(s.size for s in first.statistics('filename')))}, after wave {waves} "
         f"{mib(sum(s.size for s in last.statistics('filename')))} ({total / 1024:+.0f} KiB); "
         f"the {top} allocation sites that grew most (snapshots after the MLJobs of each wave "
-        "were deleted and forgotten):",
+        f"were deleted and forgotten; the snapshots are in {directory}):",
         "",
         "| allocation site | called from | size after wave 2 | size diff | count diff |",
         "|---|---|---|---|---|",
@@ -613,6 +628,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--census-frames", type=int, default=4, help="frames per allocation")
     parser.add_argument("--census-top", type=int, default=15, help="allocation sites shown")
+    parser.add_argument(
+        "--delete-namespaces",
+        action="store_true",
+        help="delete each wave's namespace after it (kopf then stops watching it)",
+    )
+    parser.add_argument(
+        "--wave-timeout", type=float, help="seconds a wave may take (default: max(300, N))"
+    )
     args = parser.parse_args(argv)
     if args.heap_census and args.waves < 3:
         parser.error("--heap-census compares wave 2 with the last wave: use --waves 3 or more")
@@ -635,7 +658,7 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(1, args.waves + 1):
             samples, cpu_before = scrape(process.metrics_url), proc_status(process.pid)["cpu"]
             bench_cpu = proc_status(os.getpid())["cpu"]
-            wave = run_wave(api, recorder, f"bench-w{i}", args.pipelines)
+            wave = run_wave(api, recorder, f"bench-w{i}", args.pipelines, args.wave_timeout)
             wave.bench_cpu_seconds = proc_status(os.getpid())["cpu"] - bench_cpu
             wave.label = f"operator wave {i}"
             after = proc_status(process.pid)
@@ -649,6 +672,8 @@ def main(argv: list[str] | None = None) -> int:
             delete_mljobs(api, f"bench-w{i}")
             wait_forgotten(process.metrics_url)
             wave.rss_after_mib = proc_status(process.pid)["VmRSS"]
+            if args.delete_namespaces:
+                delete_namespace(api, f"bench-w{i}")
             if args.heap_census:
                 wait_children_gone(api, f"bench-w{i}")
                 take_snapshot(process.pid, Path(args.census_dir), i)
