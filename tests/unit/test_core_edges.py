@@ -15,7 +15,7 @@ from test_validation_cases import cluster
 
 from mljob import builders, states, steps
 from mljob import constants as c
-from mljob.planner import Delete, record_create_rejected, spec_hash
+from mljob.planner import Delete, plan, record_create_rejected, spec_hash
 from mljob.testing.corpus import mljob, ray_step, serve_mljob, shared_cluster_mljob, spark_step
 from mljob.validation import (
     ray_cluster_spec_errors,
@@ -759,3 +759,114 @@ def test_the_serve_config_lists_an_applications_fields_in_rays_order() -> None:
         "  route_prefix: /churn",
         "  runtime_env:",
     ]
+
+
+# --- found by a third uniform sample (MUTANTS_SEED=20) -------------------------------------------
+def test_a_step_that_is_not_a_mapping_does_not_hide_the_next_ones() -> None:
+    """_check_steps: `continue` past a non-mapping step -> `break`."""
+    assert validate(mljob(["x", spark_step("B")])) == [
+        "spec.steps[0]: must be a mapping",
+        "spec.steps[1].name: 'B' must be at most 30 lower-case alphanumerics or '-', starting "
+        "and ending with an alphanumeric",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("engine", "fields", "expected"),
+    [
+        ("spark", {"driver": {"cores": 0}}, f"{SPARK}.driver.cores: must be >= 1, got 0"),
+        (
+            "ray",
+            {"runtimeEnv": {"env_vars": {"A": 1}}},
+            "spec.steps[1].ray.runtimeEnv.env_vars.A: must be a string (quote numbers and "
+            "booleans)",
+        ),
+        (
+            "ray",
+            {"workers": {"replicas": 5, "maxReplicas": 4}},
+            "spec.steps[1].ray.workers: need minReplicas <= replicas <= maxReplicas, got 5 <= 5 "
+            "<= 4 (minReplicas and maxReplicas default to replicas; replicas is the starting "
+            "size of elastic workers)",
+        ),
+    ],
+)
+def test_more_step_fields_named_exactly(engine: str, fields: dict, expected: str) -> None:
+    """_check_spark: "cores" misspelled; _check_ray_step: the env_vars path -> None;
+    _check_ray_cluster_fields: the replica bounds message's text."""
+    job = mljob()
+    job["spec"]["steps"][0 if engine == "spark" else 1][engine].update(fields)
+    assert validate(job) == [expected]
+
+
+def test_a_missing_spark_version_and_an_unknown_step_field_are_named_exactly() -> None:
+    """_check_spark: the sparkVersion example -> None; _check_known: the list's separator."""
+    job = mljob()
+    del job["spec"]["steps"][0]["spark"]["sparkVersion"]
+    assert validate(job) == [f'{SPARK}.sparkVersion: required (quoted, e.g. "4.0.1")']
+    assert validate(mljob([spark_step("a", colour="red")])) == [
+        "spec.steps[0].colour: unknown field (known: activeDeadlineSeconds, backoffSeconds, "
+        "cache, cacheKey, dependsOn, maxBackoffSeconds, name, outputs, ray, retries, serve, "
+        "spark, startDeadlineSeconds)"
+    ]
+
+
+def test_a_steps_active_deadline_is_a_wakeup() -> None:
+    """_step_deadline_at: "activeDeadlineSeconds" misspelled (no requeue for it)."""
+    world = World(mljob([spark_step("a", activeDeadlineSeconds=600)]))
+    assert world.reconcile().requeue_after == 600.0
+
+
+def test_the_pipeline_deadline_restarts_on_resume() -> None:
+    """_pipeline_deadline_at: resumeTime dropped (the wakeup counted from the first start)."""
+    world = World(mljob([spark_step("a")], activeDeadlineSeconds=600))
+    world.reconcile()
+    world.edit(suspend=True)
+    world.reconcile()
+    world.edit(suspend=False)
+    assert world.reconcile(100).requeue_after == 600.0
+    assert world.status["resumeTime"] == "2026-01-01T00:03:40Z"
+
+
+def test_a_child_that_ended_while_suspended_loses_its_suspended_flag() -> None:
+    """The flag goes with the move to Succeeded (steps' drops), so `_suspend_or_resume`'s own
+    pop of it (mutated to pop(None) in the third sample) is an accepted equivalent."""
+    world = World(mljob([spark_step("a"), spark_step("b", dependsOn=[])]))
+    world.reconcile()
+    world.edit(suspend=True)
+    world.reconcile()
+    world.finish("a")
+    world.reconcile()
+    flags = [(e["name"], e["phase"], e.get("childSuspended")) for e in world.status["steps"]]
+    assert flags == [("a", "Succeeded", None), ("b", "Pending", True)]
+
+
+def test_an_output_outside_the_steps_folder_is_named_exactly() -> None:
+    """_check_cache_fields: the message's text."""
+    assert validate(mljob([spark_step("a", cache=True, outputs=["/abs"])])) == [
+        "spec.steps[0].outputs[0]: '/abs' must be a relative path under the step's output "
+        "location (no leading '/', no '..', no empty part, at most 253 characters)"
+    ]
+
+
+def test_a_data_path_with_a_trailing_slash_gives_one_separator() -> None:
+    """data_path: `root.rstrip('/')` -> `rstrip(None)`."""
+    assert builders.data_path(mljob(dataPath="s3a://lake/x/"), 2) == "s3a://lake/x/churn/run-2"
+
+
+def test_a_create_refused_in_a_new_run_leaves_the_skipped_step_fresh() -> None:
+    """_undo_skipped_starts: the old status's run read under a misspelled key (the skipped step
+    got the previous run's entry back: Succeeded, with run 1's child)."""
+    world = World(mljob([spark_step("a"), spark_step("b", dependsOn=[])]))
+    world.reconcile()
+    world.finish("a")
+    world.finish("b")
+    world.reconcile()
+    changed = copy.deepcopy(world.mljob["spec"]["steps"])
+    changed[0]["spark"]["arguments"] = ["--v2"]
+    world.edit(steps=changed)
+    world.advance(60)
+    result = plan(world.mljob, list(world.children.values()), world.now)
+    _, skipped = world.apply_rejecting(result, 0)
+    assert skipped == ["b"]
+    entries = [(e["name"], e["phase"], e["attempts"], e["child"]) for e in world.status["steps"]]
+    assert entries == [("a", "Failed", 1, "churn-a-r2"), ("b", "Pending", 0, "")]
