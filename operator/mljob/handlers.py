@@ -297,6 +297,12 @@ async def _reconcile(key: Key) -> None:
     # Coalesce: a reconcile already waiting for this MLJob's lock has not read anything yet, so
     # it will plan from what this trigger saw (indexes are updated before handlers run).
     memory = state.memory
+    if key not in memory.latest and _from_index("mljobs", key) is None:
+        # An MLJob this process does not know: deleted (its children's DELETED events come
+        # after its own) or another shard's. Nothing to plan, and nothing to keep: a lock made
+        # here would outlive it (the heap census found one per deleted MLJob).
+        memory.take_terminal(key)
+        return
     if not memory.try_wait(key):
         return
     async with memory.lock(key):
