@@ -870,3 +870,34 @@ def test_a_create_refused_in_a_new_run_leaves_the_skipped_step_fresh() -> None:
     assert skipped == ["b"]
     entries = [(e["name"], e["phase"], e["attempts"], e["child"]) for e in world.status["steps"]]
     assert entries == [("a", "Failed", 1, "churn-a-r2"), ("b", "Pending", 0, "")]
+
+
+def test_suspend_does_not_patch_a_shared_cluster_the_api_server_refused() -> None:
+    """_suspend_or_resume_cluster: the "Rejected" state misspelled (a suspend patch sent to a
+    cluster that was never created)."""
+    world = World(shared_cluster_mljob(startPolicy="Eager"))
+    world.advance(60)
+    _, skipped = world.apply_rejecting(plan(world.mljob, [], world.now), 0)
+    assert skipped == ["prepare"]
+    assert (world.status["phase"], world.status["rayCluster"]) == (
+        "Failed",
+        {"name": "churn-r1-ray", "state": "Rejected"},
+    )
+    world.edit(suspend=True)
+    assert world.reconcile().actions == []
+    assert world.status["rayCluster"] == {"name": "churn-r1-ray", "state": "Rejected"}
+
+
+def test_the_pipeline_deadline_no_longer_applies_once_the_run_failed() -> None:
+    """_ended: `failed or all(... Succeeded)` -> `and` (never true: the pipeline deadline then
+    killed the failed run's live branch with a StepFailed Event)."""
+    world = World(
+        mljob([spark_step("a"), spark_step("b", dependsOn=[])], activeDeadlineSeconds=600)
+    )
+    world.reconcile()
+    world.finish("a", ok=False)
+    world.reconcile()
+    assert world.status["phase"] == "Failed"
+    result = world.reconcile(700)
+    assert (result.actions, result.events) == ([], [])
+    assert (world.step("b")["phase"], world.step("b")["child"]) == ("Pending", "churn-b-r1")
