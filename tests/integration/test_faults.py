@@ -213,7 +213,10 @@ def test_two_replicas_one_acts_and_the_standby_takes_over(
     job = wait_child(api_client, RAYJOB, own_namespace, "train")  # created by the standby
     assert "Resuming operations" in standby.log_tail(500)
     print(f"failover with a 5 s peering lifetime: {time.monotonic() - killed:.1f} s")
-    assert "created RayJob p-train-r1" in standby.log_tail(500)
+    # Logged once the create's answer is back: after the child could already be read.
+    wait_for(
+        lambda: "created RayJob p-train-r1" in standby.log_tail(500), "the standby's create logged"
+    )
     finish_rayjob(api_client, own_namespace, job["metadata"]["name"])
     wait_phase(api_client, own_namespace, "p", "Succeeded")
     assert_one_child_per_step(api_client, own_namespace)
