@@ -195,6 +195,27 @@ class Memory:
         """This process deleted the child: stop passing it."""
         self.created.get(key, {}).pop((kind, name), None)
 
+    def overdue(self, key: Key, indexed: Iterable[Obj]) -> list[ChildKey]:
+        """Created children the watch has not delivered within `created_ttl`. Either someone
+        deleted them at once, or the watch is that far behind (under load, issue 14): the glue
+        reads each one from the API server and tells `confirm` before the planner may take it
+        as deleted and fail its step."""
+        seen = {(str(c.get("kind")), c["metadata"]["name"]) for c in indexed}
+        expired = self.clock() - self.created_ttl
+        pending = self.created.get(key, {})
+        return [k for k, (added, _) in pending.items() if k not in seen and added < expired]
+
+    def confirm(self, key: Key, child_key: ChildKey, live: Obj | None) -> None:
+        """What the API server answered for an overdue child: gone (None) is forgotten; found,
+        it is passed on as read for another `created_ttl`, until the watch delivers it."""
+        pending = self.created.get(key, {})
+        if child_key not in pending:
+            return
+        if live is None:
+            del pending[child_key]
+        else:
+            pending[child_key] = (self.clock(), live)
+
     def children(self, key: Key, uid: str, indexed: Iterable[Obj]) -> list[Obj]:
         """The MLJob's children for the planner: those the watch has (`indexed`) that the MLJob
         with this `uid` owns, plus the ones this process created and the watch has not delivered

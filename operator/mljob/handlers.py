@@ -312,6 +312,10 @@ async def _reconcile(key: Key) -> None:
         if mljob is None or mljob["metadata"].get("deletionTimestamp"):
             return
         indexed = [child for name in CHILD_INDEXES for child in state.indexes[name].get(key, ())]
+        for kind, name in memory.overdue(key, indexed):
+            assert state.api is not None
+            live = await asyncio.to_thread(state.api.find, CHILD_RESOURCES[kind], key[0], name)
+            memory.confirm(key, (kind, name), live)
         children = memory.children(key, mljob["metadata"]["uid"], indexed)
         result = plan(mljob, children, _now())
         result, started_step = await _apply_actions(mljob, result)

@@ -115,6 +115,15 @@ class Api:
                 group, version, namespace, plural, name
             )
 
+    def find(self, resource: Resource, namespace: str, name: str) -> Obj | None:
+        """The object as the API server has it now, or None when there is none (404)."""
+        try:
+            return self.get(resource, namespace, name)
+        except client.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
     def patch_child(self, resource: Resource, namespace: str, name: str, patch: Obj) -> None:
         """JSON merge patch of a child's spec (only ever `suspend`); a 404 means it is gone."""
         group, version, plural = resource

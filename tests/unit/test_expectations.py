@@ -165,6 +165,29 @@ def test_a_created_child_the_watch_never_delivers_is_forgotten_after_the_ttl(mem
     assert memory.created[KEY] == {}
 
 
+def test_a_created_child_the_watch_is_late_with_is_read_before_it_counts_as_deleted(memory, clock):
+    """Under load the watch can be more than the TTL behind (issue 14: a step failed as
+    'deleted' while its child ran): past the TTL the glue reads the child, and `confirm` keeps
+    it (as read, for another TTL) or forgets it (gone)."""
+    late, gone, seen = child("churn-a-r1"), child("churn-b-r1"), child("churn-c-r1")
+    for created in (late, gone, seen):
+        memory.expect(KEY, created)
+    clock.now += 60
+    assert memory.overdue(KEY, [seen]) == []  # not past the TTL yet
+    clock.now += 0.5
+    assert memory.overdue(KEY, [seen]) == [("RayJob", "churn-a-r1"), ("RayJob", "churn-b-r1")]
+    read = {**late, "status": {"jobStatus": "RUNNING"}}
+    memory.confirm(KEY, ("RayJob", "churn-a-r1"), read)
+    memory.confirm(KEY, ("RayJob", "churn-b-r1"), None)
+    memory.confirm(KEY, ("RayJob", "churn-z-r1"), read)  # not ours to remember: ignored
+    assert memory.overdue(KEY, [seen]) == []
+    assert memory.children(KEY, UID, [seen]) == [seen, read]
+    clock.now += 60
+    assert memory.children(KEY, UID, [seen]) == [seen, read]  # a whole TTL again
+    clock.now += 0.5
+    assert memory.overdue(KEY, [seen]) == [("RayJob", "churn-a-r1")]  # and read again
+
+
 def test_a_child_of_the_same_kind_and_name_is_one_child_per_kind(memory):
     memory.expect(KEY, child("churn-x", kind="RayJob"))
     cluster = child("churn-x", kind="RayCluster")
