@@ -97,6 +97,10 @@ def newer(a: Obj, b: Obj) -> bool:
         return True
 
 
+def key_of(child: Obj) -> ChildKey:
+    return (str(child.get("kind")), child["metadata"]["name"])
+
+
 def owned_by(child: Obj, uid: str) -> bool:
     """Whether `child` has an owner reference to the object with this uid."""
     return any(ref.get("uid") == uid for ref in child["metadata"].get("ownerReferences") or [])
@@ -188,8 +192,7 @@ class Memory:
     def expect(self, key: Key, child: Obj) -> None:
         """This process created `child` (or found it by a 409): pass it to the planner until the
         watch delivers it."""
-        child_key = (str(child.get("kind")), child["metadata"]["name"])
-        self.created.setdefault(key, {})[child_key] = (self.clock(), child)
+        self.created.setdefault(key, {})[key_of(child)] = (self.clock(), child)
 
     def deleted(self, key: Key, kind: str, name: str) -> None:
         """This process deleted the child: stop passing it."""
@@ -200,7 +203,7 @@ class Memory:
         deleted them at once, or the watch is that far behind (under load, issue 14): the glue
         reads each one from the API server and tells `confirm` before the planner may take it
         as deleted and fail its step."""
-        seen = {(str(c.get("kind")), c["metadata"]["name"]) for c in indexed}
+        seen = {key_of(child) for child in indexed}
         expired = self.clock() - self.created_ttl
         pending = self.created.get(key, {})
         return [k for k, (added, _) in pending.items() if k not in seen and added < expired]
@@ -224,7 +227,7 @@ class Memory:
         seen: dict[ChildKey, Obj] = {}
         for child in indexed:
             if owned_by(child, uid):
-                seen[(str(child.get("kind")), child["metadata"]["name"])] = child
+                seen[key_of(child)] = child
         pending = self.created.get(key, {})
         expired = self.clock() - self.created_ttl
         for child_key in [k for k, (added, _) in pending.items() if k in seen or added < expired]:

@@ -302,9 +302,9 @@ def posted_events(events: Sequence[Event]) -> list[Event]:
     message = messages.clip("\n".join(e.message for e in folded), c.MAX_EVENT_MESSAGE)
     posted: list[Event] = []
     for event in events:
-        if event.type != "Normal" or event.reason not in _FOLDED_REASONS:
+        if event not in folded:
             posted.append(event)
-        elif not any(p.reason == reason and p.message == message for p in posted):
+        elif event is folded[0]:
             posted.append(Event("Normal", reason, message))  # where the first folded one was
     return posted
 
