@@ -53,7 +53,7 @@ from typing import Any
 from kubernetes import client, watch
 from prometheus_client.parser import text_string_to_metric_families
 
-from mljob import builders, states
+from mljob import builders, census, states
 from mljob import constants as c
 from mljob.testing.controlplane import ControlPlane
 from mljob.testing.operator_process import OperatorProcess
@@ -410,31 +410,35 @@ def proc_status(pid: int) -> dict[str, float]:
     return fields
 
 
+def wait_until(done: Callable[[], bool], failure: str, timeout: float, interval: float = 1) -> None:
+    """Poll `done` until it is true; TimeoutError(failure) after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise TimeoutError(failure)
+        time.sleep(interval)
+
+
 def wait_forgotten(url: str, timeout: float = 600) -> None:
     """Until the operator knows no MLJob (deleted MLJobs and their children are gone)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        known = sum(v for (name, _), v in scrape(url).items() if name == "mljob_operator_mljobs")
-        if known == 0:
-            return
-        time.sleep(1)
-    raise TimeoutError("the operator still knows deleted MLJobs")
+
+    def forgotten() -> bool:
+        return not sum(v for (n, _), v in scrape(url).items() if n == "mljob_operator_mljobs")
+
+    wait_until(forgotten, "the operator still knows deleted MLJobs", timeout)
 
 
 # --- heap census --------------------------------------------------------------------------------
-CENSUS_ENV = "MLJOB_HEAP_CENSUS_DIR"  # mljob/census.py
-
-
 def delete_namespace(api: client.ApiClient, namespace: str, timeout: float = 600) -> None:
     """Delete the wave's namespace and wait until it is gone: kopf watches each namespace that
     matches `bench-*` with its own streams (six), and stops only when the namespace goes."""
     core = client.CoreV1Api(api)
     core.delete_namespace(namespace)
-    deadline = time.monotonic() + timeout
-    while any(ns.metadata.name == namespace for ns in core.list_namespace().items):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"namespace {namespace} not deleted after {timeout}s")
-        time.sleep(1)
+    wait_until(
+        lambda: all(ns.metadata.name != namespace for ns in core.list_namespace().items),
+        f"namespace {namespace} not deleted after {timeout}s",
+        timeout,
+    )
 
 
 def wait_children_gone(api: client.ApiClient, namespace: str, timeout: float = 600) -> None:
@@ -443,16 +447,16 @@ def wait_children_gone(api: client.ApiClient, namespace: str, timeout: float = 6
     worker and its last event until 5 s after that event (settings.batching.idle_timeout). A
     snapshot taken before would count them as growth."""
     objects = client.CustomObjectsApi(api)
-    deadline = time.monotonic() + timeout
-    while any(
-        objects.list_namespaced_custom_object(*resource[:2], namespace, resource[2], limit=1)[
-            "items"
-        ]
-        for resource in (SPARK, RAYJOB)
-    ):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{namespace}: children not deleted after {timeout}s")
-        time.sleep(1)
+
+    def gone() -> bool:
+        return not any(
+            objects.list_namespaced_custom_object(group, version, namespace, plural, limit=1)[
+                "items"
+            ]
+            for group, version, plural in (SPARK, RAYJOB)
+        )
+
+    wait_until(gone, f"{namespace}: children not deleted after {timeout}s", timeout)
     time.sleep(10)
 
 
@@ -460,11 +464,7 @@ def take_snapshot(pid: int, directory: Path, number: int, timeout: float = 300) 
     """Ask the operator for its `number`th snapshot (SIGUSR1) and wait until it is written."""
     target = directory / f"snapshot-{number}.pickle"
     os.kill(pid, signal.SIGUSR1)
-    deadline = time.monotonic() + timeout
-    while not target.exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the operator wrote no {target.name} in {timeout}s")
-        time.sleep(0.5)
+    wait_until(target.exists, f"the operator wrote no {target.name} in {timeout}s", timeout, 0.5)
 
 
 def census_report(directory: Path, waves: int, top: int) -> str:
@@ -599,7 +599,7 @@ def started(args: argparse.Namespace) -> Iterator[tuple[ControlPlane, OperatorPr
         log = Path(args.log)
         env = dict(item.split("=", 1) for item in args.operator_env)
         if args.heap_census:
-            env |= {"PYTHONTRACEMALLOC": str(args.census_frames), CENSUS_ENV: args.census_dir}
+            env |= {"PYTHONTRACEMALLOC": str(args.census_frames), census.ENV: args.census_dir}
         process = OperatorProcess(
             plane, log, namespaces=["bench-*"], extra_args=args.operator_arg, env=env
         )
