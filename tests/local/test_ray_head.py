@@ -10,12 +10,11 @@ import signal
 import stat
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import astuple
 from pathlib import Path
 
 import pytest
+from integration.k8s import wait_for
 
 from mljob.local import plan
 from mljob.local.processes import environ_has
@@ -65,6 +64,8 @@ def test_two_runs_at_once_get_two_ray_instances_on_their_own_ports(tmp_path: Pat
                 found[ray] = wait_for(
                     lambda ray=ray, expected=expected: listening_on(ray, expected),
                     f"{ray.log_file.name}: Ray listening on {sorted(expected)}",
+                    timeout=120,
+                    interval=0.2,
                 )
                 assert not found[ray] & fixed_defaults, sorted(found[ray])
                 assert ray.running()
@@ -79,14 +80,6 @@ def listening_on(ray: LocalRay, expected: set[int]) -> set[int] | None:
     group = ray._process.pid
     ports = {s.port for s in listeners(descendants(group) | {group})}
     return ports if expected <= ports else None
-
-
-def wait_for(found: Callable[[], set[int] | None], what: str, timeout: float = 120) -> set[int]:
-    deadline = time.monotonic() + timeout
-    while (result := found()) is None:
-        assert time.monotonic() < deadline, f"not within {timeout:g} s: {what}"
-        time.sleep(0.2)
-    return result
 
 
 def test_environ_has_matches_whole_entries_only() -> None:

@@ -25,12 +25,10 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 @pytest.fixture(scope="session", autouse=True)
 def _fresh_caches() -> None:
     """Under `make mutants` each mutant's tests run in a process forked from one that already
-    ran them unmutated: results the core memoizes (validate()'s cache, the parsed upstream
-    schemas) would hide the mutant. Once per session: nothing to undo in a normal run."""
+    ran them unmutated: results the core memoizes (the parsed upstream schemas here; validate()'s
+    cache before each test, below) would hide the mutant. Once per session: nothing to undo in a
+    normal run."""
     mutant = os.environ.get("MUTANT_UNDER_TEST", "")
-    if not mutant:
-        return
-    validation._validate_json.cache_clear()
     if mutant.startswith("mljob.schemas."):
         for name in dir(schemas):
             cached = getattr(schemas, name)

@@ -137,13 +137,19 @@ def test_a_cancelled_run_deletes_its_live_rayjob_and_its_shared_cluster_at_once(
     assert (world.status["run"], world.status.get("rayCluster")) == (2, None)
 
 
-def test_a_new_run_deletes_no_shared_cluster_that_is_already_gone() -> None:
-    """_delete_old_cluster: `name and (RayCluster, name) in observed` -> `or`."""
+def _finished_on_a_shared_cluster() -> World:
+    """The shared-cluster pipeline with every step finished: its cluster is being deleted."""
     world = World(shared_cluster_mljob())
     world.reconcile()
     for step in ("prepare", "train", "evaluate"):
         world.finish(step)
         world.reconcile()
+    return world
+
+
+def test_a_new_run_deletes_no_shared_cluster_that_is_already_gone() -> None:
+    """_delete_old_cluster: `name and (RayCluster, name) in observed` -> `or`."""
+    world = _finished_on_a_shared_cluster()
     assert world.status["rayCluster"] == {"name": "churn-r1-ray", "state": "Deleting"}
     assert ("RayCluster", "churn-r1-ray") not in world.children
     _edit_train(world)
@@ -598,11 +604,7 @@ def test_a_shared_cluster_deleted_under_a_running_rayjob_is_announced_exactly() 
 
 def test_suspend_does_not_patch_a_deleted_shared_cluster() -> None:
     """_suspend_or_resume_cluster: the "Deleted" state misspelled."""
-    world = World(shared_cluster_mljob())
-    world.reconcile()
-    for step in ("prepare", "train", "evaluate"):
-        world.finish(step)
-        world.reconcile()
+    world = _finished_on_a_shared_cluster()
     world.reconcile()
     assert world.status["rayCluster"] == {"name": "churn-r1-ray", "state": "Deleted"}
     world.edit(suspend=True)
