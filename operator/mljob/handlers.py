@@ -49,6 +49,11 @@ RESYNC_SECONDS = float(os.environ.get("MLJOB_RESYNC_SECONDS", "60"))
 # How long a peer's keep-alive counts; a standby replica takes over at most this long after the
 # active one died without saying goodbye (SIGKILL, node loss).
 PEERING_LIFETIME_SECONDS = int(os.environ.get("MLJOB_PEERING_LIFETIME_SECONDS", "60"))
+# How long a created child is passed to the planner before the watch shows it; past it, it is
+# read from the API server (tests shorten it to force that read).
+CREATED_MEMORY_SECONDS = float(
+    os.environ.get("MLJOB_CREATED_MEMORY_SECONDS", expectations.CREATED_MEMORY_SECONDS)
+)
 # How long a child's progress alone may wait for the next status write (0: never held back).
 STATUS_DEBOUNCE_SECONDS = float(
     os.environ.get("MLJOB_STATUS_DEBOUNCE_SECONDS", expectations.STATUS_DEBOUNCE_SECONDS)
@@ -69,7 +74,9 @@ class _State:
     def __init__(self) -> None:
         self.api: kube.Api | None = None
         self.indexes: Any = None
-        self.memory = expectations.Memory(debounce=STATUS_DEBOUNCE_SECONDS)
+        self.memory = expectations.Memory(
+            created_ttl=CREATED_MEMORY_SECONDS, debounce=STATUS_DEBOUNCE_SECONDS
+        )
         # A handler's context, for the resync's reconciles: see _remember_event_context.
         self.event_context: contextvars.Context | None = None
 

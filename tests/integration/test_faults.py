@@ -13,7 +13,8 @@ from kubernetes import client
 
 from mljob.testing.operator_process import OperatorProcess
 
-from .k8s import MLJOB, RAYJOB, SPARK, create, wait_for
+from .k8s import MLJOB, RAYJOB, SPARK, create, get, patch_status, wait_for
+from .test_glue_branches import _hidden_child, _resume
 from .test_pipeline import (
     children,
     finish_rayjob,
@@ -233,3 +234,33 @@ def get_status(api_client, namespace: str, name: str) -> dict:
     from .k8s import get
 
     return get(api_client, MLJOB, namespace, name).get("status") or {}
+
+
+def test_a_created_child_the_watch_never_shows_is_read_before_it_counts_as_deleted(
+    api_client, own_namespace, start_operator
+):
+    """Under load the watch can be later than the operator's memory of a created child lasts
+    (issue 14: steps failed as deleted while their child ran). Past that time the operator reads
+    the child from the API server: found, the step goes on, on what it read. Here the memory
+    lasts 1 s and the adopted child has no watched label, so only those reads show it."""
+    start_operator(env={"MLJOB_CREATED_MEMORY_SECONDS": "1", "MLJOB_RESYNC_SECONDS": "1"})
+    namespace, name = own_namespace, "late"
+    create(
+        api_client, MLJOB, namespace, mljob(name, spark("prepare"), spark("report"), suspend=True)
+    )
+    job = wait_phase(api_client, namespace, name, "Suspended")
+    create(api_client, SPARK, namespace, _hidden_child(job, owned=True))
+    _resume(api_client, namespace, name)
+    wait_phase(api_client, namespace, name, "Running")
+    patch_status(
+        api_client,
+        SPARK,
+        namespace,
+        f"{name}-prepare-r1",
+        {"applicationState": {"state": "COMPLETED"}, "driverInfo": {}},
+    )
+    # No watch event tells of it: only a read of the unwatched child (past the 1 s) can.
+    report = wait_child(api_client, SPARK, namespace, "report")
+    assert report["metadata"]["name"] == f"{name}-report-r1"
+    step = get(api_client, MLJOB, namespace, name)["status"]["steps"][0]
+    assert step["phase"] == "Succeeded", step
